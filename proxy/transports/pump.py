@@ -1,0 +1,91 @@
+"""The writer loop every transport shares: events to the wire, heartbeats, and the observer calls.
+
+`pump` is the only place where a stream's events meet the observer, so metrics, traces and logs
+see the same sequence on every transport. Heartbeats come from a timer task rather than a timeout
+around each read: a read cancelled by a timeout would cancel the upstream request, and the timer
+costs nothing per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from proxy.events import CONTENT_EVENTS, End, Event, Heartbeat
+from proxy.observability.observer import Observer, StreamContext, StreamOutcome
+
+Send = Callable[[Event], Awaitable[None]]
+
+CLIENT_GONE = (ConnectionResetError, ConnectionError)
+
+
+async def _heartbeats(ctx: StreamContext, send: Send, interval: float, last: list[float], observer: Observer) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(max(0.0, last[0] + interval - loop.time()))
+        if loop.time() - last[0] >= interval:
+            hb = Heartbeat(stream_id=ctx.stream_id)
+            try:
+                await send(hb)
+            except CLIENT_GONE:
+                return
+            last[0] = loop.time()
+            observer.event_sent(ctx, hb)
+
+
+async def pump(
+    events: AsyncIterator[Event],
+    send: Send,
+    ctx: StreamContext,
+    observer: Observer,
+    *,
+    heartbeat_interval: float | None,
+) -> End | None:
+    """Write every public event of `events` with `send` until `end`; return it.
+
+    Returns None when the client went away (a `ConnectionError` from `send`, or this task being
+    cancelled, which is re-raised). The iterator is closed in every case, which cancels the agent
+    run and the upstream request.
+    """
+    loop = asyncio.get_running_loop()
+    last = [loop.time()]
+    observer.stream_started(ctx)
+    beat: asyncio.Task[None] | None = None
+    if heartbeat_interval:
+        beat = asyncio.create_task(_heartbeats(ctx, send, heartbeat_interval, last, observer))
+    end: End | None = None
+    outcome: StreamOutcome = "client_disconnect"
+    try:
+        async for event in events:
+            if event.internal:
+                observer.event_sent(ctx, event)
+                continue
+            if isinstance(event, End) and beat is not None:
+                beat.cancel()
+            await send(event)
+            last[0] = loop.time()
+            if isinstance(event, CONTENT_EVENTS):
+                now = time.monotonic()
+                if ctx.first_content_at is None:
+                    ctx.first_content_at = now
+                ctx.last_content_at = now
+            observer.event_sent(ctx, event)
+            if isinstance(event, End):
+                end = event
+                outcome = event.finish_reason
+                break
+    except CLIENT_GONE:
+        return None
+    finally:
+        if beat is not None:
+            beat.cancel()
+        await _close(events)
+        observer.stream_finished(ctx, outcome, end)
+    return end
+
+
+async def _close(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
