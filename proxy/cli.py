@@ -8,11 +8,13 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from proxy import serve
     from proxy.loadtest import cli as loadtest_cli
     from proxy.mock_upstream import cli as mock_cli
 
     parser = argparse.ArgumentParser(prog="agent-proxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    serve.register(sub)
     mock_cli.register(sub)
     loadtest_cli.register(sub)
     return parser

@@ -20,7 +20,9 @@ Send = Callable[[Event], Awaitable[None]]
 CLIENT_GONE = (ConnectionResetError, ConnectionError)
 
 
-async def _heartbeats(ctx: StreamContext, send: Send, interval: float, last: list[float], observer: Observer) -> None:
+async def _heartbeats(
+    ctx: StreamContext, send: Send, interval: float, last: list[float], observer: Observer
+) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(max(0.0, last[0] + interval - loop.time()))

@@ -1,0 +1,146 @@
+"""create_app(settings) -> aiohttp Application: routes, start-up, drain and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from proxy.agents import AgentRegistry, build_registry
+from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
+from proxy.conversations import MemoryConversationStore
+from proxy.engine import Engine
+from proxy.engine.breaker import Breakers
+from proxy.errors import RequestError
+from proxy.mock_upstream import MockServer, start_mock
+from proxy.observability.observer import Observers
+from proxy.transports.http import ARRIVED_AT, error_response
+from proxy.transports.sse import SSETransport
+from proxy.transports.ws import WSTransport
+
+log = logging.getLogger("agent_proxy")
+
+ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[ARRIVED_AT] = time.monotonic()
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(RequestError(exc.status, code, exc.reason))
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def _start_demo_upstream(settings: Settings) -> tuple[Settings, MockServer]:
+    mock = await start_mock()
+    upstreams = {**settings.upstreams, DEMO_UPSTREAM: UpstreamSettings(base_url=mock.base_url)}
+    return settings.model_copy(update={"upstreams": upstreams}), mock
+
+
+async def create_app(settings: Settings) -> web.Application:
+    """The proxy application; with `settings.demo` it also runs the mock upstream in process."""
+    mock: MockServer | None = None
+    if settings.demo:
+        settings, mock = await _start_demo_upstream(settings)
+    registry = build_registry(settings)
+    engine = Engine(
+        registry,
+        MemoryConversationStore(settings.conversations.max_conversations, settings.conversations.idle_ttl_s),
+        Breakers(settings.circuit.failure_threshold, settings.circuit.cooldown_s),
+        max_concurrent_streams=settings.server.max_concurrent_streams,
+        max_prompt_chars=settings.server.max_prompt_chars,
+    )
+    observer = Observers()
+    server = settings.server
+    sse = SSETransport(engine, observer, server.heartbeat_interval_s)
+    ws = WSTransport(
+        engine,
+        observer,
+        server.heartbeat_interval_s,
+        server.ws_max_frame_bytes,
+        server.ws_max_streams_per_socket,
+    )
+
+    app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
+    app[ENGINE] = engine
+    app[SETTINGS] = settings
+    app.router.add_post("/v1/agents/{agent}/stream", sse.post)
+    app.router.add_get("/v1/agents/{agent}/stream", sse.get)
+    app.router.add_get("/v1/ws", ws.handle)
+    app.router.add_get("/v1/agents", _agents)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+
+    async def _shutdown(app: web.Application) -> None:
+        await registry.aclose()
+        if mock is not None:
+            await mock.close()
+
+    app.on_cleanup.append(_shutdown)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    if engine.draining:
+        return _json({"status": "draining"}, status=503)
+    return _json({"status": "ready", "agents": len(engine.registry.agents)})
+
+
+def _agent_list(registry: AgentRegistry, engine: Engine) -> list[dict[str, object]]:
+    states = engine.breakers.states()
+    return [
+        {
+            "name": name,
+            "model": rt.models[0].name,
+            "fallback_models": [m.name for m in rt.models[1:]],
+            "circuits": {m.name: states.get(m.name, "closed") for m in rt.models},
+            "retry": rt.retry.model_dump(),
+            "timeouts": rt.timeouts.model_dump(),
+        }
+        for name, rt in sorted(registry.agents.items())
+    ]
+
+
+async def _agents(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    return _json({"agents": _agent_list(engine.registry, engine)})
+
+
+async def _models(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "agent-proxy"}
+        for name in sorted(engine.registry.agents)
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def drain(app: web.Application, timeout: float) -> None:
+    """SIGTERM: /readyz turns 503, new streams are refused, running ones get `timeout` s."""
+    engine = app[ENGINE]
+    log.info("draining: %d streams running, up to %.0f s", len(engine.active), timeout)
+    await engine.drain(timeout)

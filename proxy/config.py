@@ -1,0 +1,205 @@
+"""Settings: one TOML file plus `AGENT_PROXY_*` environment overrides, validated with pydantic.
+
+Every model forbids unknown keys, so a typo is an error that names its key rather than a setting
+that silently does nothing. `load_settings` turns every problem into `ConfigError`, whose lines read
+`FILE: key.path: problem`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from proxy.observability.settings import ObservabilitySettings
+
+ENV_PREFIX = "AGENT_PROXY_"
+CONFIG_ENV = "AGENT_PROXY_CONFIG"
+DEMO_UPSTREAM = "demo"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    heartbeat_interval_s: float = Field(15.0, gt=0)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_prompt_chars: int = Field(200_000, ge=1)
+    ws_max_frame_bytes: int = Field(1 << 20, ge=1024)
+    ws_max_streams_per_socket: int = Field(16, ge=1)
+    max_concurrent_streams: int = Field(4096, ge=1)
+    drain_timeout_s: float = Field(30.0, ge=0)
+
+
+class RetrySettings(Section):
+    max_attempts: int = Field(3, ge=1, le=20)
+    backoff_initial_s: float = Field(0.2, ge=0)
+    backoff_max_s: float = Field(5.0, ge=0)
+    backoff_jitter_s: float = Field(0.2, ge=0)
+    retry_after_cap_s: float = Field(30.0, ge=0)
+    mid_stream: Literal["restart", "fail"] = "restart"
+
+
+class TimeoutSettings(Section):
+    connect_s: float = Field(5.0, gt=0)
+    first_token_s: float = Field(30.0, gt=0)
+    idle_s: float = Field(30.0, gt=0)
+    total_s: float = Field(600.0, gt=0)
+
+
+class CircuitSettings(Section):
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
+class ConversationSettings(Section):
+    max_conversations: int = Field(10_000, ge=1)
+    idle_ttl_s: float = Field(3600.0, gt=0)
+
+
+class UpstreamSettings(Section):
+    base_url: str
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the API key (never the key itself)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class AgentSettings(Section):
+    model: str
+    """`<upstream>:<model>` for an upstream of this file, or a pydantic-ai model string."""
+    fallback_models: list[str] = Field(default_factory=list)
+    instructions: str | None = None
+    output_retries: int = Field(1, ge=0, le=10)
+    max_tool_calls: int = Field(16, ge=0)
+    retry: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of `[retry]` for this agent."""
+    timeouts: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of `[timeouts]` for this agent."""
+
+
+class Settings(BaseSettings):
+    """The whole configuration; sections mirror the TOML tables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    retry: RetrySettings = RetrySettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    circuit: CircuitSettings = CircuitSettings()
+    conversations: ConversationSettings = ConversationSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
+    agents: dict[str, AgentSettings] = Field(default_factory=dict)
+    demo: bool = False
+    """True when no file was given: the built-in demo (mock upstream in process, agent `demo`)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment must win over them.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        problems: list[str] = []
+        if not self.agents:
+            problems.append("agents: at least one [agents.NAME] table is required")
+        for name, agent in self.agents.items():
+            for key, model in [
+                ("model", agent.model),
+                *(("fallback_models", m) for m in agent.fallback_models),
+            ]:
+                if not model.strip():
+                    problems.append(f"agents.{name}.{key}: must not be empty")
+            for key, section in (("retry", self.retry), ("timeouts", self.timeouts)):
+                overrides = getattr(agent, key)
+                try:
+                    type(section).model_validate({**section.model_dump(), **overrides})
+                except ValidationError as exc:
+                    problems.extend(f"agents.{name}.{key}.{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def retry_for(self, agent: str) -> RetrySettings:
+        return self.retry.model_copy(update=self.agents[agent].retry)
+
+    def timeouts_for(self, agent: str) -> TimeoutSettings:
+        return self.timeouts.model_copy(update=self.agents[agent].timeouts)
+
+
+class ConfigError(Exception):
+    """A configuration problem; `str()` is one `FILE: key: problem` line per problem."""
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _format(source: str, exc: ValidationError) -> str:
+    lines: list[str] = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # from _check_references: each line already names its key
+            lines.extend(f"{source}: {line}" for line in msg.splitlines())
+        else:
+            lines.append(f"{source}: {_loc(err['loc'])}: {msg}")
+    return "\n".join(lines)
+
+
+def demo_settings() -> Settings:
+    """The built-in demo: agent `demo` in front of the in-process mock upstream."""
+    return Settings(
+        demo=True,
+        upstreams={DEMO_UPSTREAM: {"base_url": "http://127.0.0.1:1/v1"}},  # rebound at start-up
+        agents={
+            "demo": {
+                "model": f"{DEMO_UPSTREAM}:demo?echo=1&gap_ms=40",
+                "instructions": "You are the agent-proxy demo.",
+            }
+        },
+    )
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from `path`, else from `$AGENT_PROXY_CONFIG`, else the built-in demo."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        try:
+            return demo_settings()
+        except ValidationError as exc:
+            raise ConfigError(_format("environment", exc)) from exc
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format(source, exc)) from exc

@@ -1,0 +1,124 @@
+"""One upstream attempt: pydantic-ai's event stream -> our events, under the attempt's deadlines.
+
+Uses `run_stream_events`: it never debounces, runs the whole tool loop, and leaving its `async with`
+(an exception, a timeout, the consumer closing us) cancels the run and closes the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_ai import (
+    AgentRunResultEvent,
+    CancellationToken,
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+)
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.usage import UsageLimits
+
+from proxy.agents import AgentRuntime, ModelChoice
+from proxy.engine.failures import AttemptTimeout, IncompleteStream
+from proxy.events import Delta, Event, ToolCall, ToolResult, Usage
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """What a successful attempt leaves behind (not sent as an event)."""
+
+    messages: list[ModelMessage]
+    usage: Usage
+    output: Any
+    finish_reason: str | None
+
+
+def _finish_reason(messages: list[ModelMessage]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, ModelResponse):
+            return message.finish_reason
+    return None
+
+
+async def run_attempt(
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    prompt: str,
+    history: list[ModelMessage],
+    token: CancellationToken,
+    stream_deadline: float,
+) -> AsyncIterator[Event | AttemptResult]:
+    """Yield this attempt's public events, then one AttemptResult.
+
+    Raises AttemptTimeout when the first event (`first_token`), the gap between events (`idle`)
+    or the stream's deadline (`total`) runs out; upstream errors propagate as pydantic-ai raised them.
+    """
+    loop = asyncio.get_running_loop()
+    timeouts = runtime.timeouts
+    limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
+    async with runtime.agent.run_stream_events(
+        prompt, model=choice.model, message_history=history, usage_limits=limits, cancellation_token=token
+    ) as events:
+        iterator = aiter(events)
+        kind, limit = "first_token", timeouts.first_token_s
+        while True:
+            deadline = loop.time() + limit
+            if deadline >= stream_deadline:
+                deadline, kind, limit = stream_deadline, "total", timeouts.total_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    ev = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise AttemptTimeout(kind, limit) from exc
+            kind, limit = "idle", timeouts.idle_s
+            if isinstance(ev, PartDeltaEvent):
+                if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
+                    yield Delta(stream_id=stream_id, text=ev.delta.content_delta)
+            elif isinstance(ev, PartStartEvent):
+                # The first chunk of a part arrives here, not as a delta.
+                if isinstance(ev.part, TextPart) and ev.part.content:
+                    yield Delta(stream_id=stream_id, text=ev.part.content)
+            elif isinstance(ev, FunctionToolCallEvent):
+                yield ToolCall(
+                    stream_id=stream_id,
+                    tool_call_id=ev.part.tool_call_id,
+                    name=ev.part.tool_name,
+                    args=ev.part.args_as_dict(),
+                )
+            elif isinstance(ev, FunctionToolResultEvent):
+                part = ev.part
+                yield ToolResult(
+                    stream_id=stream_id,
+                    tool_call_id=part.tool_call_id,
+                    name=part.tool_name,
+                    content=part.model_response_str()
+                    if hasattr(part, "model_response_str")
+                    else str(part.content),
+                    outcome=getattr(part, "outcome", "success"),
+                )
+            elif isinstance(ev, AgentRunResultEvent):
+                result = ev.result
+                messages = result.all_messages()
+                finish = _finish_reason(messages)
+                if finish is None:
+                    raise IncompleteStream("the upstream stream ended without a finish reason")
+                usage = result.usage
+                yield AttemptResult(
+                    messages=messages,
+                    usage=Usage(
+                        input_tokens=usage.input_tokens,
+                        output_tokens=usage.output_tokens,
+                        requests=usage.requests,
+                    ),
+                    output=result.output,
+                    finish_reason=finish,
+                )

@@ -1,0 +1,66 @@
+"""The tenacity policy for one model's attempts: exponential backoff with jitter, Retry-After
+honoured up to a cap, bounded by `max_attempts` and by the stream's total deadline.
+
+The engine drives `AsyncRetrying` by hand (it sets each attempt's outcome itself) so that the
+attempt's events can be yielded to the client as they arrive and so that cancellation is never
+captured as an attempt outcome. Tenacity's sleep is replaced by a recorder: the engine announces
+the `retry` event first and then waits, interruptibly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base, wait_exponential, wait_random
+
+from proxy.config import RetrySettings
+from proxy.engine.failures import AttemptFailed
+
+
+class _stop_at_deadline(stop_base):
+    """Stop when the next attempt could not start before the stream's deadline."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock() + retry_state.upcoming_sleep >= self._deadline
+
+
+class _wait_backoff_or_retry_after(wait_base):
+    def __init__(self, policy: RetrySettings) -> None:
+        self._backoff = wait_exponential(
+            multiplier=policy.backoff_initial_s, max=policy.backoff_max_s
+        ) + wait_random(0, policy.backoff_jitter_s)
+        self._cap = policy.retry_after_cap_s
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, AttemptFailed) and exc.failure.retry_after is not None:
+            return min(max(exc.failure.retry_after, 0.0), self._cap)
+        return float(self._backoff(retry_state))
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, AttemptFailed) and exc.failure.retryable
+
+
+def build_retrying(
+    policy: RetrySettings,
+    deadline: float,
+    record_sleep: Callable[[float], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncRetrying:
+    """Attempts on one model; the last AttemptFailed is re-raised when they are spent."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | _stop_at_deadline(deadline, clock),
+        wait=_wait_backoff_or_retry_after(policy),
+        retry=retry_if_exception(_is_retryable),
+        sleep=record_sleep,
+        reraise=True,
+    )

@@ -1,0 +1,104 @@
+"""The engine as the transports see it: admit a request (or refuse it with a RequestError), track
+running streams, and drain them at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from proxy.agents import AgentRegistry
+from proxy.conversations import ConversationStore
+from proxy.engine.breaker import Breakers
+from proxy.engine.stream import Stream
+from proxy.errors import RequestError
+
+
+class Engine:
+    def __init__(
+        self,
+        registry: AgentRegistry,
+        store: ConversationStore,
+        breakers: Breakers,
+        *,
+        max_concurrent_streams: int,
+        max_prompt_chars: int,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.breakers = breakers
+        self.active: set[Stream] = set()
+        self.draining = False
+        self._max_streams = max_concurrent_streams
+        self._max_prompt = max_prompt_chars
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def check_agent(self, agent: str) -> None:
+        if agent not in self.registry.agents:
+            raise RequestError(404, "unknown_agent", f"no agent named {agent!r}; see GET /v1/agents")
+
+    def open(
+        self, agent: str, prompt: object, conversation_id: object = None, *, arrived_at: float | None = None
+    ) -> Stream:
+        """A new stream, not yet running; raises RequestError (4xx/503) and then changes nothing."""
+        if self.draining:
+            raise RequestError(
+                503, "draining", "the proxy is shutting down; retry on another instance", retry_after=1
+            )
+        self.check_agent(agent)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise RequestError(422, "invalid_prompt", "`prompt` must be a non-empty string")
+        if len(prompt) > self._max_prompt:
+            raise RequestError(413, "prompt_too_long", f"`prompt` is over {self._max_prompt} characters")
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            raise RequestError(422, "invalid_conversation_id", "`conversation_id` must be a string")
+        history = []
+        if conversation_id is not None:
+            found = self.store.get(conversation_id)
+            if found is None:
+                raise RequestError(
+                    404, "unknown_conversation", f"no conversation {conversation_id!r} (it may have expired)"
+                )
+            history = found
+        if len(self.active) >= self._max_streams:
+            raise RequestError(503, "overloaded", "too many concurrent streams", retry_after=1)
+        stream = Stream(
+            self.registry.agents[agent],
+            prompt,
+            history,
+            conversation_id,
+            self.store,
+            self.breakers,
+            on_close=self._closed,
+            arrived_at=arrived_at if arrived_at is not None else time.monotonic(),
+        )
+        self.active.add(stream)
+        self._idle.clear()
+        return stream
+
+    def _closed(self, stream: Stream) -> None:
+        self.active.discard(stream)
+        if not self.active:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait until no stream is running (raises TimeoutError)."""
+        async with asyncio.timeout(timeout):
+            await self._idle.wait()
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new streams, let running ones finish for `timeout` s, then end them as `shutdown`."""
+        self.draining = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+            return
+        except TimeoutError:
+            pass
+        for stream in list(self.active):
+            stream.cancel("shutdown")
+        try:
+            async with asyncio.timeout(5):
+                await self._idle.wait()
+        except TimeoutError:
+            pass

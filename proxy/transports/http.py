@@ -1,0 +1,53 @@
+"""HTTP plumbing shared by the transports: JSON errors, body parsing, stream set-up."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.errors import RequestError
+from proxy.observability.observer import StreamContext, Transport
+
+TRACE_HEADERS = ("traceparent", "tracestate")
+ARRIVED_AT = web.RequestKey("arrived_at", float)
+"""`time.monotonic()` when the request arrived, set by the app's first middleware."""
+
+
+def error_response(error: RequestError) -> web.Response:
+    headers = (
+        {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after is not None else None
+    )
+    body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
+    return web.Response(status=error.status, body=body, content_type="application/json", headers=headers)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body, or a RequestError (415, 413, 400)."""
+    if request.content_type != "application/json":
+        raise RequestError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise RequestError(413, "body_too_large", "the body is over the size limit") from exc
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise RequestError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def stream_context(
+    request: web.Request, stream_id: str, agent: str, transport: Transport, arrived_at: float | None = None
+) -> StreamContext:
+    return StreamContext(
+        stream_id=stream_id,
+        agent=agent,
+        transport=transport,
+        arrived_at=arrived_at if arrived_at is not None else request.get(ARRIVED_AT, time.monotonic()),
+        trace_headers={h: request.headers[h] for h in TRACE_HEADERS if h in request.headers},
+    )

@@ -1,0 +1,103 @@
+"""Fixtures: the mock upstream and the proxy, each on a free port of 127.0.0.1, in this process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy.app import ENGINE, create_app
+from proxy.config import Settings
+from proxy.engine import Engine
+from proxy.mock_upstream import MockServer, start_mock
+
+
+@dataclass
+class Proxy:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def engine(self) -> Engine:
+        return self.app[ENGINE]
+
+
+def settings_for(mock: MockServer, agents: dict[str, Any], **sections: Any) -> Settings:
+    """Settings whose upstream `mock` is the test's mock; agent models are mock model strings."""
+    return Settings(
+        upstreams={"mock": {"base_url": mock.base_url}},
+        agents={
+            name: (
+                {"model": f"mock:{spec}"}
+                if isinstance(spec, str)
+                else {**spec, "model": f"mock:{spec['model']}"}
+            )
+            for name, spec in agents.items()
+        },
+        **sections,
+    )
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockServer]:
+    server = await start_mock()
+    yield server
+    await server.close()
+
+
+ProxyFactory = Callable[..., Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def make_proxy() -> AsyncIterator[ProxyFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def make(settings: Settings) -> Proxy:
+        app = await create_app(settings)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return Proxy(f"http://127.0.0.1:{port}", app, runner)
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        yield s
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a cheap in-process condition that has no event of its own (e.g. the set of all tasks)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def no_pending_tasks(timeout: float = 5.0) -> None:
+    """Every task but this test's own has finished."""
+    me = asyncio.current_task()
+
+    def only_me() -> bool:
+        return all(t is me or t.done() or _is_infrastructure(t) for t in asyncio.all_tasks())
+
+    await wait_until(only_me, timeout)
+
+
+def _is_infrastructure(task: asyncio.Task[Any]) -> bool:
+    # aiohttp's servers keep one task per open keep-alive connection; those are not streams.
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", "")
+    return name.startswith(("RequestHandler.", "BaseProtocol.", "WebSocketResponse._"))
