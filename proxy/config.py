@@ -23,50 +23,75 @@ DEMO_UPSTREAM = "demo"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ServerSettings(Section):
     host: str = "127.0.0.1"
+    """Address to listen on."""
     port: int = Field(8080, ge=0, le=65535)
+    """Port to listen on (0: any free port)."""
     workers: int = Field(1, ge=1, le=64)
+    """Worker processes sharing the port."""
     heartbeat_interval_s: float = Field(15.0, gt=0)
+    """Send a heartbeat when nothing else was sent on a stream for this long."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    """Largest accepted request body (413 above)."""
     max_prompt_chars: int = Field(200_000, ge=1)
+    """Longest accepted prompt (413 above)."""
     ws_max_frame_bytes: int = Field(1 << 20, ge=1024)
+    """Largest accepted WebSocket frame (the socket is closed with 1009 above)."""
     ws_max_streams_per_socket: int = Field(16, ge=1)
+    """Streams one WebSocket may run at once."""
     max_concurrent_streams: int = Field(4096, ge=1)
+    """Streams one process runs at once (503 `overloaded` above)."""
     drain_timeout_s: float = Field(30.0, ge=0)
+    """On SIGTERM, how long running streams may finish before they end with `shutdown`."""
 
 
 class RetrySettings(Section):
     max_attempts: int = Field(3, ge=1, le=20)
+    """Attempts per model, the first included."""
     backoff_initial_s: float = Field(0.2, ge=0)
+    """First backoff; doubles per attempt."""
     backoff_max_s: float = Field(5.0, ge=0)
+    """Longest backoff."""
     backoff_jitter_s: float = Field(0.2, ge=0)
+    """Random extra wait, up to this."""
     retry_after_cap_s: float = Field(30.0, ge=0)
+    """Longest upstream `Retry-After` honoured."""
     mid_stream: Literal["restart", "fail"] = "restart"
+    """After content was sent: `restart` (retry with `discard: true`) or `fail` (error + end)."""
 
 
 class TimeoutSettings(Section):
     connect_s: float = Field(5.0, gt=0)
+    """Per attempt: opening the upstream connection."""
     first_token_s: float = Field(30.0, gt=0)
+    """Per attempt: until the upstream's first event."""
     idle_s: float = Field(30.0, gt=0)
+    """Per attempt: longest gap between upstream events."""
     total_s: float = Field(600.0, gt=0)
+    """Per stream: everything, retries and fallbacks included."""
 
 
 class CircuitSettings(Section):
     failure_threshold: int = Field(5, ge=1)
+    """Consecutive upstream failures that open a model's circuit."""
     cooldown_s: float = Field(30.0, gt=0)
+    """How long an open circuit waits before letting one probe through (half-open)."""
 
 
 class ConversationSettings(Section):
     max_conversations: int = Field(10_000, ge=1)
+    """Conversations kept in memory (least recently used dropped first)."""
     idle_ttl_s: float = Field(3600.0, gt=0)
+    """A conversation unused for this long is forgotten."""
 
 
 class UpstreamSettings(Section):
     base_url: str
+    """OpenAI-compatible base URL, e.g. `http://127.0.0.1:9100/v1`."""
     api_key_env: str | None = None
     """Name of the environment variable that holds the API key (never the key itself)."""
 
@@ -82,9 +107,13 @@ class AgentSettings(Section):
     model: str
     """`<upstream>:<model>` for an upstream of this file, or a pydantic-ai model string."""
     fallback_models: list[str] = Field(default_factory=list)
+    """Models tried in order when the previous one's attempts are spent or its circuit is open."""
     instructions: str | None = None
+    """System instructions sent with every request."""
     output_retries: int = Field(1, ge=0, le=10)
+    """How often pydantic-ai may ask the model again for a valid output."""
     max_tool_calls: int = Field(16, ge=0)
+    """Tool calls one stream may make."""
     retry: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `[retry]` for this agent."""
     timeouts: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,61 @@
+"""Generated README sections: the configuration reference (from the settings models) and the mock
+upstream's keys (from its docstring). `python -m proxy.config_reference --readme README.md` rewrites
+them in place; a test fails when the README is out of step."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+import proxy.mock_upstream
+from proxy.config import AgentSettings, Settings, UpstreamSettings
+
+
+def _rows(table: str, model: type[BaseModel]) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        default = "required" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
+        rows.append(f"| `{table}` | `{name}` | {default} | {field.description or ''} |")
+    return rows
+
+
+def config_reference() -> str:
+    lines = ["| table | key | default | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines += _rows(f"[{name}]", annotation)
+    lines += _rows("[upstreams.NAME]", UpstreamSettings)
+    lines += _rows("[agents.NAME]", AgentSettings)
+    return "\n".join(lines)
+
+
+def mock_reference() -> str:
+    doc = proxy.mock_upstream.__doc__ or ""
+    start = doc.index("Shaping keys")
+    end = doc.index("Stats\n-----")
+    return doc[start:end].strip()
+
+
+SECTIONS = {"config-reference": config_reference, "mock-reference": mock_reference}
+
+
+def render(readme: str) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        readme = pattern.sub(lambda m, make=make: f"{m.group(1)}{make()}\n{m.group(2)}", readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--readme", type=Path, required=True)
+    path = parser.parse_args().readme
+    path.write_text(render(path.read_text()))
+
+
+if __name__ == "__main__":
+    main()

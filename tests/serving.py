@@ -1,0 +1,66 @@
+"""Run `agent-proxy serve` as a real subprocess, as a user would, and find its port from its log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+LISTENING = re.compile(r"listening on \('127\.0\.0\.1', (\d+)\)")
+
+
+@dataclass
+class Served:
+    process: asyncio.subprocess.Process
+    url: str
+    log: list[str] = field(default_factory=list)
+
+    async def stop(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> AsyncIterator[Served]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    log: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError("serve exited before listening:\n" + "".join(log))
+                log.append(line)
+                if match := LISTENING.search(line):
+                    break
+        served = Served(process, f"http://127.0.0.1:{match.group(1)}", log)
+        reader = asyncio.create_task(_drain_log(process.stdout, log))
+        yield served
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    await reader
+
+
+async def _drain_log(stdout: asyncio.StreamReader, log: list[str]) -> None:
+    while line := await stdout.readline():
+        log.append(line.decode())

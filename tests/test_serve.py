@@ -1,0 +1,26 @@
+"""`agent-proxy serve` as a user runs it: the built-in demo, then a clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.serving import serve
+from tests.support import assert_stream_invariants, post_stream
+
+
+async def test_demo_serves_every_transport_and_says_so_first(session: aiohttp.ClientSession) -> None:
+    async with serve(env={"AGENT_PROXY_CONFIG": ""}) as served:
+        first = served.log[0]
+        assert "built-in demo" in first
+        assert "--config" in first and "AGENT_PROXY_CONFIG" in first
+        result = await post_stream(session, served.url, "demo", "hello")
+        assert result.types()[0] == "start" and result.types()[-1] == "end"
+        assert result.types().count("delta") >= 3
+        assert "hello" in result.end["text"]
+        assert_stream_invariants([e.data for e in result.events])
+        async with session.ws_connect(f"{served.url}/v1/ws") as ws:
+            await ws.send_str('{"type": "ping"}')
+            assert (await ws.receive_json(timeout=5)) == {"type": "pong"}
+        async with session.get(f"{served.url}/readyz") as resp:
+            assert resp.status == 200
+        assert await served.stop() == 0
