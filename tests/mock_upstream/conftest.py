@@ -1,0 +1,32 @@
+"""Fixtures for the mock upstream tests (all over real sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from openai import AsyncOpenAI
+
+from proxy.mock_upstream import MockServer, start_mock
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockServer]:
+    server = await start_mock()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        yield s
+
+
+@pytest.fixture
+async def client(mock: MockServer) -> AsyncIterator[AsyncOpenAI]:
+    async with AsyncOpenAI(base_url=mock.base_url, api_key="sk-test", max_retries=0) as c:
+        yield c
