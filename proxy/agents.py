@@ -21,6 +21,9 @@ class ModelChoice:
 
     name: str
     model: Model
+    finish_in_details: bool = False
+    """Whether a complete answer carries `finish_reason` in `provider_details` (OpenAI Chat
+    Completions does), so that its absence means the upstream stopped without finishing."""
 
 
 @dataclass(slots=True)
@@ -91,7 +94,10 @@ def build_registry(settings: Settings) -> AgentRegistry:
 
     for name, cfg in settings.agents.items():
         timeouts = settings.timeouts_for(name)
-        models = [ModelChoice(m, model_for(name, m, timeouts)) for m in [cfg.model, *cfg.fallback_models]]
+        models = []
+        for model_name in [cfg.model, *cfg.fallback_models]:
+            model = model_for(name, model_name, timeouts)
+            models.append(ModelChoice(model_name, model, isinstance(model, OpenAIChatModel)))
         agent: Agent[None, str] = Agent(
             models[0].model,
             name=name,

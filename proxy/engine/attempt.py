@@ -39,10 +39,10 @@ class AttemptResult:
     finish_reason: str | None
 
 
-def _finish_reason(messages: list[ModelMessage]) -> str | None:
+def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
     for message in reversed(messages):
         if isinstance(message, ModelResponse):
-            return message.finish_reason
+            return message
     return None
 
 
@@ -108,8 +108,10 @@ async def run_attempt(
             elif isinstance(ev, AgentRunResultEvent):
                 result = ev.result
                 messages = result.all_messages()
-                finish = _finish_reason(messages)
-                if finish is None:
+                response = _last_response(messages)
+                finish = response.finish_reason if response else None
+                details = (response.provider_details or {}) if response else {}
+                if finish is None or (choice.finish_in_details and "finish_reason" not in details):
                     raise IncompleteStream("the upstream stream ended without a finish reason")
                 usage = result.usage
                 yield AttemptResult(

@@ -110,6 +110,10 @@ def classify(exc: BaseException) -> Failure:
         )
     if isinstance(exc, IncompleteStream):
         return Failure("incomplete_stream", "upstream_incomplete", "incomplete", True, str(exc))
+    if _caused_by_json_error(exc):
+        return Failure(
+            "malformed_chunk", "upstream_malformed", "malformed", True, f"malformed upstream chunk: {exc}"
+        )
     if isinstance(exc, ModelHTTPError):
         return _http_failure(exc)
     if isinstance(exc, ModelTimeoutError):
@@ -128,10 +132,6 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, ModelAPIError):
         retryable = not exc.__class__.__name__.startswith("ModelRequestRejected")
         return Failure("upstream_error", "upstream_error", "other", retryable, str(exc))
-    if _caused_by_json_error(exc):
-        return Failure(
-            "malformed_chunk", "upstream_malformed", "malformed", True, f"malformed upstream chunk: {exc}"
-        )
     if isinstance(exc, ContentFilterError):
         return Failure(
             "content_filter", "content_filter", "content_filter", False, str(exc), upstream_fault=False

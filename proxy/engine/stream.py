@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -42,6 +43,8 @@ from proxy.events import (
     ToolResult,
     Usage,
 )
+
+log = logging.getLogger(__name__)
 
 _CANCELLED = Failure("cancelled", "cancelled", "cancelled", False, "cancelled", upstream_fault=False)
 
@@ -123,9 +126,18 @@ class Stream:
 
     async def _run(self) -> AsyncGenerator[Event, None]:
         run = _Run(self)
+        ended = False
         try:
             async for event in run.events():
+                ended = isinstance(event, End)
                 yield self._stamp(event)
+        except Exception:
+            # A bug of ours must still not truncate the stream silently.
+            log.exception("stream %s failed inside the engine", self.id)
+            if not ended:
+                yield self._stamp(Error(stream_id=self.id, code="internal_error",
+                                        message="internal error in the proxy", retryable=False))
+                yield self._stamp(run.end("error"))
         finally:
             self._finish()
 
@@ -146,7 +158,7 @@ class _Run:
         self.failure: Failure | None = None
         self.give_up = False
 
-    def _record_sleep(self, seconds: float) -> None:
+    async def _record_sleep(self, seconds: float) -> None:
         self.sleep_for = seconds
 
     async def events(self) -> AsyncIterator[Event]:
@@ -303,7 +315,6 @@ class _Run:
     async def _finish(self, result: AttemptResult | None) -> AsyncIterator[Event]:
         s = self.s
         usage = result.usage if result else Usage()
-        conversation_id: str | None = s._conversation_id
         finish: FinishReason
         if s._cancel_reason is not None and result is None:
             finish = s._cancel_reason
@@ -318,17 +329,21 @@ class _Run:
             yield Error(
                 stream_id=s.id, code=failure.code, message=failure.message, retryable=failure.retryable
             )
-        if result is None and s._new_conversation:
-            conversation_id = None  # nothing was stored under the id `start` announced
-        yield End(
+        yield self.end(finish, usage, stored=result is not None)
+        s.state = StreamState.ENDED
+
+    def end(self, finish: FinishReason, usage: Usage | None = None, stored: bool = False) -> End:
+        s = self.s
+        # A new conversation whose first turn failed was never stored under the id `start` announced.
+        conversation_id = s._conversation_id if stored or not s._new_conversation else None
+        return End(
             stream_id=s.id,
             finish_reason=finish,
             text="".join(self.parts),
             output=self.output,
-            usage=usage,
+            usage=usage or Usage(),
             attempts=self.attempts,
             ttft_s=self.ttft,
             duration_s=time.monotonic() - s._arrived,
             conversation_id=conversation_id,
         )
-        s.state = StreamState.ENDED
