@@ -36,6 +36,7 @@ class AgentRuntime:
     retry: RetrySettings
     timeouts: TimeoutSettings
     max_tool_calls: int
+    allow_system_messages: bool
 
 
 @dataclass(slots=True)
@@ -112,5 +113,6 @@ def build_registry(settings: Settings) -> AgentRegistry:
             retry=settings.retry_for(name),
             timeouts=timeouts,
             max_tool_calls=cfg.max_tool_calls,
+            allow_system_messages=cfg.allow_system_messages,
         )
     return registry

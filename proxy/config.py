@@ -114,6 +114,8 @@ class AgentSettings(Section):
     """How often pydantic-ai may ask the model again for a valid output."""
     max_tool_calls: int = Field(16, ge=0)
     """Tool calls one stream may make."""
+    allow_system_messages: bool = False
+    """OpenAI endpoint: use the client's system messages as extra instructions (else they are dropped)."""
     retry: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `[retry]` for this agent."""
     timeouts: dict[str, Any] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from pydantic_ai.usage import UsageLimits
 
 from proxy.agents import AgentRuntime, ModelChoice
 from proxy.engine.failures import AttemptTimeout, IncompleteStream
+from proxy.engine.inputs import StreamInput
 from proxy.events import Delta, Event, ToolCall, ToolResult, Usage
 
 
@@ -50,8 +51,7 @@ async def run_attempt(
     runtime: AgentRuntime,
     choice: ModelChoice,
     stream_id: str,
-    prompt: str,
-    history: list[ModelMessage],
+    request: StreamInput,
     token: CancellationToken,
     stream_deadline: float,
 ) -> AsyncIterator[Event | AttemptResult]:
@@ -64,7 +64,13 @@ async def run_attempt(
     timeouts = runtime.timeouts
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
     async with runtime.agent.run_stream_events(
-        prompt, model=choice.model, message_history=history, usage_limits=limits, cancellation_token=token
+        request.prompt,
+        model=choice.model,
+        message_history=request.history,
+        instructions=request.instructions,
+        model_settings=request.options.model_settings() if request.options else None,
+        usage_limits=limits,
+        cancellation_token=token,
     ) as events:
         iterator = aiter(events)
         kind, limit = "first_token", timeouts.first_token_s

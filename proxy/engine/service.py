@@ -7,8 +7,9 @@ import asyncio
 import time
 
 from proxy.agents import AgentRegistry
-from proxy.conversations import ConversationStore
+from proxy.conversations import ConversationStore, new_conversation_id
 from proxy.engine.breaker import Breakers
+from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
 from proxy.engine.stream import Stream
 from proxy.errors import RequestError
 
@@ -40,33 +41,59 @@ class Engine:
     def open(
         self, agent: str, prompt: object, conversation_id: object = None, *, arrived_at: float | None = None
     ) -> Stream:
-        """A new stream, not yet running; raises RequestError (4xx/503) and then changes nothing."""
-        if self.draining:
-            raise RequestError(
-                503, "draining", "the proxy is shutting down; retry on another instance", retry_after=1
-            )
-        self.check_agent(agent)
+        """A new stream on the proxy's own protocol, not yet running; raises RequestError (4xx/503)
+        and then changes nothing. Its answer is stored in the conversation (a new one if none given)."""
+        self._admit(agent)
         if not isinstance(prompt, str) or not prompt.strip():
             raise RequestError(422, "invalid_prompt", "`prompt` must be a non-empty string")
         if len(prompt) > self._max_prompt:
             raise RequestError(413, "prompt_too_long", f"`prompt` is over {self._max_prompt} characters")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise RequestError(422, "invalid_conversation_id", "`conversation_id` must be a string")
-        history = []
-        if conversation_id is not None:
+        request = StreamInput(prompt, conversation_id=conversation_id)
+        if conversation_id is None:
+            request.conversation_id = new_conversation_id()
+            request.new_conversation = True
+        else:
             found = self.store.get(conversation_id)
             if found is None:
                 raise RequestError(
                     404, "unknown_conversation", f"no conversation {conversation_id!r} (it may have expired)"
                 )
-            history = found
+            request.history = found
+        return self._start(agent, request, arrived_at)
+
+    def open_chat(
+        self,
+        agent: str,
+        messages: list[ChatMessage],
+        options: RunOptions | None = None,
+        *,
+        arrived_at: float | None = None,
+    ) -> Stream:
+        """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history)."""
+        self._admit(agent)
+        runtime = self.registry.agents[agent]
+        request = chat_input(messages, runtime.allow_system_messages, options)
+        if len(request.prompt) > self._max_prompt:
+            raise RequestError(
+                413, "prompt_too_long", f"the last message is over {self._max_prompt} characters"
+            )
+        return self._start(agent, request, arrived_at)
+
+    def _admit(self, agent: str) -> None:
+        if self.draining:
+            raise RequestError(
+                503, "draining", "the proxy is shutting down; retry on another instance", retry_after=1
+            )
+        self.check_agent(agent)
+
+    def _start(self, agent: str, request: StreamInput, arrived_at: float | None) -> Stream:
         if len(self.active) >= self._max_streams:
             raise RequestError(503, "overloaded", "too many concurrent streams", retry_after=1)
         stream = Stream(
             self.registry.agents[agent],
-            prompt,
-            history,
-            conversation_id,
+            request,
             self.store,
             self.breakers,
             on_close=self._closed,

@@ -18,13 +18,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from pydantic_ai import CancellationToken, RunCancelled
-from pydantic_ai.messages import ModelMessage
 
 from proxy.agents import AgentRuntime, ModelChoice
-from proxy.conversations import ConversationStore, new_conversation_id
+from proxy.conversations import ConversationStore
 from proxy.engine.attempt import AttemptResult, run_attempt
 from proxy.engine.breaker import Breakers
 from proxy.engine.failures import AttemptFailed, Failure, classify
+from proxy.engine.inputs import StreamInput
 from proxy.engine.retrying import build_retrying
 from proxy.events import (
     AttemptFinished,
@@ -63,9 +63,7 @@ class Stream:
     def __init__(
         self,
         runtime: AgentRuntime,
-        prompt: str,
-        history: list[ModelMessage],
-        conversation_id: str | None,
+        request: StreamInput,
         store: ConversationStore,
         breakers: Breakers,
         on_close: Callable[[Stream], None],
@@ -75,10 +73,7 @@ class Stream:
         self.id = stream_id or f"str_{uuid.uuid4().hex[:20]}"
         self.runtime = runtime
         self.state = StreamState.WAITING
-        self._prompt = prompt
-        self._history = history
-        self._new_conversation = conversation_id is None
-        self._conversation_id = conversation_id or new_conversation_id()
+        self.request = request
         self._store = store
         self._breakers = breakers
         self._on_close = on_close
@@ -135,8 +130,14 @@ class Stream:
             # A bug of ours must still not truncate the stream silently.
             log.exception("stream %s failed inside the engine", self.id)
             if not ended:
-                yield self._stamp(Error(stream_id=self.id, code="internal_error",
-                                        message="internal error in the proxy", retryable=False))
+                yield self._stamp(
+                    Error(
+                        stream_id=self.id,
+                        code="internal_error",
+                        message="internal error in the proxy",
+                        retryable=False,
+                    )
+                )
                 yield self._stamp(run.end("error"))
         finally:
             self._finish()
@@ -167,7 +168,7 @@ class _Run:
             stream_id=s.id,
             agent=rt.name,
             model=rt.models[0].name,
-            conversation_id=s._conversation_id,
+            conversation_id=s.request.conversation_id,
             created_at=time.time(),
         )
         result: AttemptResult | None = None
@@ -256,7 +257,7 @@ class _Run:
         started = time.monotonic()
         yield AttemptStarted(stream_id=s.id, agent=rt.name, model=choice.name, attempt=self.attempts)
         try:
-            async for item in run_attempt(rt, choice, s.id, s._prompt, s._history, token, self.deadline):
+            async for item in run_attempt(rt, choice, s.id, s.request, token, self.deadline):
                 if isinstance(item, Delta):
                     if self.ttft is None:
                         self.ttft = time.monotonic() - s._arrived
@@ -320,7 +321,8 @@ class _Run:
             finish = s._cancel_reason
         elif result is not None:
             finish = "length" if result.finish_reason == "length" else "stop"
-            s._store.put(s._conversation_id, result.messages)
+            if s.request.conversation_id is not None:
+                s._store.put(s.request.conversation_id, result.messages)
         else:
             failure = self.failure or Failure(
                 "internal_error", "internal_error", "internal", False, "no attempt ran"
@@ -335,7 +337,8 @@ class _Run:
     def end(self, finish: FinishReason, usage: Usage | None = None, stored: bool = False) -> End:
         s = self.s
         # A new conversation whose first turn failed was never stored under the id `start` announced.
-        conversation_id = s._conversation_id if stored or not s._new_conversation else None
+        request = s.request
+        conversation_id = request.conversation_id if stored or not request.new_conversation else None
         return End(
             stream_id=s.id,
             finish_reason=finish,
