@@ -53,7 +53,7 @@ def _is_retryable(exc: BaseException) -> bool:
 def build_retrying(
     policy: RetrySettings,
     deadline: float,
-    record_sleep: Callable[[float], None],
+    record_sleep: Callable[[float], Awaitable[None]],
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncRetrying:
     """Attempts on one model; the last AttemptFailed is re-raised when they are spent."""
