@@ -58,6 +58,8 @@ class StreamInput:
     instructions: str | None = None
     """Instructions added to the agent's own for this request."""
     options: RunOptions | None = None
+    mid_stream: Literal["restart", "fail"] | None = None
+    """Overrides the agent's `retry.mid_stream`: a client that cannot discard text needs `fail`."""
 
 
 def chat_input(messages: list[ChatMessage], allow_system: bool, options: RunOptions | None) -> StreamInput:
@@ -82,4 +84,5 @@ def chat_input(messages: list[ChatMessage], allow_system: bool, options: RunOpti
         history=history,
         instructions="\n\n".join(system) if allow_system and system else None,
         options=options,
+        mid_stream="fail",
     )

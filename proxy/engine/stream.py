@@ -236,7 +236,8 @@ class _Run:
                             yield CircuitChanged(stream_id=s.id, model=choice.name, state=changed.value)
                     else:
                         breaker.release()
-                    if not exc.failure.retryable or (self.content_sent and rt.retry.mid_stream == "fail"):
+                    mid_stream = s.request.mid_stream or rt.retry.mid_stream
+                    if not exc.failure.retryable or (self.content_sent and mid_stream == "fail"):
                         self.give_up = True
                         return
                     attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
