@@ -69,13 +69,18 @@ class Breakers:
     def __init__(
         self, failure_threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._args = (failure_threshold, cooldown_s, clock)
+        self._threshold = failure_threshold
+        self._cooldown = cooldown_s
+        self.clock = clock
+        """Replaceable, so that tests can move time forward."""
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def __getitem__(self, model: str) -> CircuitBreaker:
         breaker = self._breakers.get(model)
         if breaker is None:
-            breaker = self._breakers[model] = CircuitBreaker(*self._args)
+            breaker = self._breakers[model] = CircuitBreaker(
+                self._threshold, self._cooldown, lambda: self.clock()
+            )
         return breaker
 
     def states(self) -> dict[str, str]:

@@ -1,0 +1,49 @@
+"""The connect timeout: an upstream whose listen queue is full never completes the handshake."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from proxy.config import Settings
+from tests.conftest import ProxyFactory
+from tests.support import post_stream
+
+
+@pytest.fixture
+def blackhole_url() -> Iterator[str]:
+    """A port that accepts no more connections: SYNs beyond the full backlog go unanswered."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    yield f"http://127.0.0.1:{port}/v1"
+    for s in [*fillers, server]:
+        s.close()
+
+
+async def test_connect_timeout_is_retried_then_reported(
+    blackhole_url: str, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    settings = Settings(
+        upstreams={"hole": {"base_url": blackhole_url}},
+        agents={"a": {"model": "hole:m"}},
+        retry={"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_jitter_s": 0},
+        timeouts={"connect_s": 0.3, "first_token_s": 10},
+    )
+    proxy = await make_proxy(settings)
+    result = await post_stream(session, proxy.url, "a", "hi")
+    assert result.types() == ["start", "retry", "error", "end"]
+    assert result.of("retry")[0]["reason"] == "connect_timeout"
+    assert result.of("error")[0]["code"] == "connect_timeout"
+    assert result.end["finish_reason"] == "timeout"
+    assert 0.6 <= result.end["duration_s"] < 3

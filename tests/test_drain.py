@@ -1,0 +1,65 @@
+"""Drain on SIGTERM with a real `agent-proxy serve` process and streams in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from proxy.mock_upstream import MockServer
+from tests.serving import serve
+from tests.support import assert_stream_invariants, read_sse
+
+CONFIG = """
+[server]
+drain_timeout_s = 1.5
+heartbeat_interval_s = 60
+
+[upstreams.mock]
+base_url = "{base_url}"
+
+[agents.short]
+model = "mock:short?chunks=8&gap_ms=100"
+
+[agents.long]
+model = "mock:long?chunks=1000&gap_ms=50"
+"""
+
+
+async def test_sigterm_drains_then_ends_the_rest_with_shutdown_and_exits_0(
+    tmp_path: Path, mock: MockServer, session: aiohttp.ClientSession
+) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(CONFIG.format(base_url=mock.base_url))
+    async with serve("--config", str(config)) as served:
+
+        async def stream(agent: str) -> list[dict[str, object]]:
+            async with session.post(f"{served.url}/v1/agents/{agent}/stream", json={"prompt": "x"}) as resp:
+                return [e.data for e in (await read_sse(resp)).events]
+
+        short = asyncio.create_task(stream("short"))
+        long = asyncio.create_task(stream("long"))
+        await mock.stats.wait_for(lambda s: s.total.streams_started == 2, timeout=10)
+        served.process.send_signal(signal.SIGTERM)
+
+        async with asyncio.timeout(5):
+            while True:
+                async with session.get(f"{served.url}/readyz") as resp:
+                    if resp.status == 503:
+                        break
+        async with session.post(f"{served.url}/v1/agents/short/stream", json={"prompt": "x"}) as resp:
+            assert resp.status == 503
+            assert (await resp.json())["error"]["code"] == "draining"
+
+        short_events, long_events = await asyncio.gather(short, long)
+        async with asyncio.timeout(10):
+            assert await served.process.wait() == 0
+
+    assert short_events[-1]["finish_reason"] == "stop"
+    assert short_events[-1]["text"] == " ".join(f"tok{i}" for i in range(8))
+    assert long_events[-1]["finish_reason"] == "shutdown"
+    assert_stream_invariants(short_events)
+    assert_stream_invariants(long_events)
+    await mock.stats.wait_for(lambda s: s.total.active_streams == 0, timeout=2)

@@ -1,0 +1,195 @@
+"""Every upstream fault of DESIGN 7, on SSE and WebSocket, clearing after one attempt or never.
+
+For each cell: the events a client sees and their order, the final text against what the upstream
+sent on its good attempt, the attempts the mock saw, Retry-After honoured, and nothing left running.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from proxy.mock_upstream import MockServer, closed_port_url
+from tests.conftest import Proxy, ProxyFactory, no_pending_tasks, settings_for
+from tests.support import assert_stream_invariants, read_sse
+
+CHUNKS = 4
+GOOD_TEXT = " ".join(f"tok{i}" for i in range(CHUNKS))
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    params: str
+    reason: str
+    code: str
+    retryable: bool = True
+    finish: str = "error"
+    partial: int = 0
+    """Chunks the upstream sends before the fault."""
+
+
+FAULTS = [
+    Fault("http500", "fault=http500", "http_500", "upstream_unavailable"),
+    Fault("http503", "fault=http503", "http_503", "upstream_unavailable"),
+    Fault("http429", "fault=http429&retry_after=0.3", "rate_limited", "upstream_rate_limited"),
+    Fault("http400", "fault=http400", "http_400", "upstream_bad_request", retryable=False),
+    Fault("http401", "fault=http401", "http_401", "upstream_auth_failed", retryable=False),
+    Fault("drop_before_first_chunk", "fault=drop&after=0", "stream_dropped", "upstream_dropped"),
+    Fault("drop_without_response", "fault=drop_headers", "stream_dropped", "upstream_dropped"),
+    Fault("drop_after_2_chunks", "fault=drop&after=2", "stream_dropped", "upstream_dropped", partial=2),
+    Fault(
+        "stall_before_first_chunk",
+        "fault=stall&after=0",
+        "first_token_timeout",
+        "first_token_timeout",
+        finish="timeout",
+    ),
+    Fault(
+        "stall_mid_stream", "fault=stall&after=2", "idle_timeout", "idle_timeout", finish="timeout", partial=2
+    ),
+    Fault(
+        "in_stream_error",
+        "fault=instream_error&after=2",
+        "in_stream_error",
+        "upstream_stream_error",
+        partial=2,
+    ),
+    Fault("malformed_chunk", "fault=malformed&after=2", "malformed_chunk", "upstream_malformed", partial=2),
+    Fault(
+        "no_finish_reason", "fault=no_finish&after=3", "incomplete_stream", "upstream_incomplete", partial=3
+    ),
+]
+REFUSED = Fault("connection_refused", "", "connect_error", "upstream_unreachable")
+
+SETTINGS: dict[str, Any] = {
+    "retry": {"max_attempts": MAX_ATTEMPTS, "backoff_initial_s": 0.01, "backoff_jitter_s": 0.01},
+    "timeouts": {"first_token_s": 0.3, "idle_s": 0.3, "total_s": 30},
+    "server": {"heartbeat_interval_s": 60},
+}
+
+
+@dataclass
+class Seen:
+    events: list[dict[str, Any]]
+    at: list[float]
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events if e["type"] != "heartbeat"]
+
+
+async def via_sse(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
+    async with session.post(f"{proxy.url}/v1/agents/{agent}/stream", json={"prompt": "hi"}) as resp:
+        result = await read_sse(resp)
+    assert [e.id for e in result.events if e.event != "heartbeat"] == [
+        str(i) for i in range(len(result.types()))
+    ]
+    return Seen([e.data for e in result.events], [e.at for e in result.events])
+
+
+async def via_ws(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
+    seen = Seen([], [])
+    async with session.ws_connect(f"{proxy.url}/v1/ws") as ws:
+        await ws.send_str(
+            orjson.dumps({"type": "prompt", "request_id": "r", "agent": agent, "prompt": "hi"}).decode()
+        )
+        while not seen.events or seen.events[-1]["type"] != "end":
+            frame = orjson.loads((await ws.receive(timeout=20)).data)
+            assert frame["request_id"] == "r"
+            seen.events.append(frame)
+            seen.at.append(time.monotonic())
+    return seen
+
+
+TRANSPORTS = {"sse": via_sse, "ws": via_ws}
+
+
+def expected_types(fault: Fault, failing_attempts: int, succeeds: bool) -> list[str]:
+    types = ["start"]
+    for attempt in range(failing_attempts):
+        types += ["delta"] * fault.partial
+        if succeeds or attempt < failing_attempts - 1:
+            types.append("retry")
+    if succeeds:
+        types += ["delta"] * CHUNKS + ["end"]
+    else:
+        types += ["error", "end"]
+    return types
+
+
+async def check_nothing_left(proxy: Proxy, mock: MockServer) -> None:
+    await proxy.engine.wait_idle(2)
+    await mock.stats.wait_for(lambda s: s.total.active_streams == 0, timeout=2)
+    await no_pending_tasks()
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_fault_that_clears_after_one_attempt(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, fault: Fault, transport: str
+) -> None:
+    model = f"clears?chunks={CHUNKS}&{fault.params}&fault_times=1"
+    proxy = await make_proxy(settings_for(mock, {"a": model}, **SETTINGS))
+    seen = await TRANSPORTS[transport](session, proxy, "a")
+    assert_stream_invariants(seen.events)
+    end = seen.events[-1]
+    if not fault.retryable:
+        assert seen.types() == ["start", "error", "end"]
+        error = seen.events[seen.types().index("error")]
+        assert error["code"] == fault.code
+        assert error["retryable"] is False
+        assert end["attempts"] == 1
+        assert mock.stats.for_model(model).requests == 1
+    else:
+        assert seen.types() == expected_types(fault, 1, succeeds=True)
+        retry = next(e for e in seen.events if e["type"] == "retry")
+        assert retry["reason"] == fault.reason
+        assert retry["attempt"] == 1
+        assert retry["max_attempts"] == MAX_ATTEMPTS
+        assert retry["discard"] is (fault.partial > 0)
+        assert end["finish_reason"] == "stop"
+        assert end["text"] == GOOD_TEXT
+        assert end["attempts"] == 2
+        assert mock.stats.for_model(model).requests == 2
+        if fault.name == "http429":
+            assert retry["delay_s"] == pytest.approx(0.3)
+            retry_at = seen.at[seen.events.index(retry)]
+            first_delta_after = next(
+                t for e, t in zip(seen.events, seen.at, strict=True) if e["type"] == "delta" and t > retry_at
+            )
+            assert first_delta_after - retry_at >= 0.29
+    await check_nothing_left(proxy, mock)
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+@pytest.mark.parametrize("fault", [*FAULTS, REFUSED], ids=[f.name for f in [*FAULTS, REFUSED]])
+async def test_fault_that_never_clears(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, fault: Fault, transport: str
+) -> None:
+    model = f"never?chunks={CHUNKS}&{fault.params}"
+    settings = settings_for(mock, {"a": model}, **SETTINGS)
+    if fault is REFUSED:
+        upstreams = {"mock": {"base_url": closed_port_url()}}
+        settings = settings.model_validate({**settings.model_dump(), "upstreams": upstreams})
+    proxy = await make_proxy(settings)
+    seen = await TRANSPORTS[transport](session, proxy, "a")
+    assert_stream_invariants(seen.events)
+    attempts = MAX_ATTEMPTS if fault.retryable else 1
+    assert seen.types() == expected_types(fault, attempts, succeeds=False)
+    error = seen.events[-2]
+    assert error["code"] == fault.code
+    assert error["retryable"] is fault.retryable
+    end = seen.events[-1]
+    assert end["finish_reason"] == fault.finish
+    assert end["attempts"] == attempts
+    assert end["text"] == GOOD_TEXT[: len(" ".join(f"tok{i}" for i in range(fault.partial)))]
+    if fault is not REFUSED:
+        assert mock.stats.for_model(model).requests == attempts
+    assert [r["reason"] for r in seen.events if r["type"] == "retry"] == [fault.reason] * (attempts - 1)
+    await check_nothing_left(proxy, mock)
