@@ -1,9 +1,10 @@
 """Metrics, traces and logs of the event stream (DESIGN section 5): what the app wires in.
 
-Start-up: `configure_logging(...)`, then `observer = build_observer(settings, agents, models)` and
-`instrumentation_settings()` for the agents; `GET /metrics`: `render_metrics(accept)`; exit:
-`shutdown()`. Multi-process servers: `prepare_multiprocess_dir()` in the parent before starting the
-workers, `worker_exited(pid)` when one ends.
+Start-up: `configure_logging(...)`, then `telemetry = Telemetry(settings, agents, models)`: its
+`observer` for the transports, `instrumentation_settings()` for the agents, `render_metrics(accept)`
+for `GET /metrics`, `shutdown()` at exit. (`build_observer`, `render_metrics`, ... at module level do
+the same for one app per process.) Multi-process servers: `prepare_multiprocess_dir()` in the
+parent before starting the workers, `worker_exited(pid)` when one ends.
 
 The names load lazily: `transports/pump.py` imports `observer` from this package and must not pull
 in pydantic-ai, OpenTelemetry and prometheus-client with it.
@@ -15,8 +16,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.observability.metrics import prepare_multiprocess_dir, worker_exited
+    from proxy.observability.multiprocess import prepare_multiprocess_dir, worker_exited
     from proxy.observability.runtime import (
+        Telemetry,
         build_observer,
         instrumentation_settings,
         render_metrics,
@@ -27,16 +29,18 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "ObservabilitySettings": "proxy.observability.settings",
+    "Telemetry": "proxy.observability.runtime",
     "build_observer": "proxy.observability.runtime",
     "configure_logging": "proxy.observability.stream_log",
     "instrumentation_settings": "proxy.observability.runtime",
-    "prepare_multiprocess_dir": "proxy.observability.metrics",
+    "prepare_multiprocess_dir": "proxy.observability.multiprocess",
     "render_metrics": "proxy.observability.runtime",
     "shutdown": "proxy.observability.runtime",
-    "worker_exited": "proxy.observability.metrics",
+    "worker_exited": "proxy.observability.multiprocess",
 }
 __all__ = [
     "ObservabilitySettings",
+    "Telemetry",
     "build_observer",
     "configure_logging",
     "instrumentation_settings",

@@ -16,9 +16,7 @@ from typing import Any, Literal, Protocol
 from proxy.events import End, Event
 
 Transport = Literal["sse", "ws", "openai", "run"]
-StreamOutcome = Literal[
-    "stop", "length", "error", "timeout", "cancelled", "shutdown", "client_disconnect"
-]
+StreamOutcome = Literal["stop", "length", "error", "timeout", "cancelled", "shutdown", "client_disconnect"]
 
 
 @dataclass(slots=True)
