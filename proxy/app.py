@@ -18,6 +18,8 @@ from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.observer import Observers
 from proxy.transports.http import ARRIVED_AT, error_response
+from proxy.transports.openai import OpenAITransport
+from proxy.transports.run import RunTransport
 from proxy.transports.sse import SSETransport
 from proxy.transports.ws import WSTransport
 
@@ -78,6 +80,8 @@ async def create_app(settings: Settings) -> web.Application:
         server.ws_max_frame_bytes,
         server.ws_max_streams_per_socket,
     )
+    openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
+    run = RunTransport(engine, observer)
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     app[ENGINE] = engine
@@ -85,6 +89,8 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)
     app.router.add_get("/v1/ws", ws.handle)
+    app.router.add_post("/v1/agents/{agent}/run", run.post)
+    app.router.add_post("/v1/chat/completions", openai.chat_completions)
     app.router.add_get("/v1/agents", _agents)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
