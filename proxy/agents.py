@@ -1,18 +1,25 @@
-"""Config -> pydantic-ai agents and the models each may run on (primary first, then fallbacks)."""
+"""Config -> pydantic-ai agents: their models (primary first, then fallbacks), MCP toolsets and
+output types. The registry owns what they share (HTTP clients, MCP connections) and its lifetime."""
 
 from __future__ import annotations
 
 import os
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx2
+from fastmcp.client.transports import StdioTransport
 from pydantic_ai import Agent
+from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.models import Model, create_async_httpx2_client, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 from pydantic_ai.settings import ModelSettings
 
-from proxy.config import RetrySettings, Settings, TimeoutSettings
+from proxy.config import MCPServerSettings, RetrySettings, Settings, TimeoutSettings
+from proxy.structured import SchemaOutput, load_schema
 
 
 @dataclass(slots=True)
@@ -31,25 +38,35 @@ class AgentRuntime:
     """Everything the engine needs to run streams for one configured agent."""
 
     name: str
-    agent: Agent[None, str]
+    agent: Agent[None, Any]
     models: list[ModelChoice]
     retry: RetrySettings
     timeouts: TimeoutSettings
     max_tool_calls: int
     allow_system_messages: bool
+    structured: bool = False
+    """The agent answers with a JSON object (`output` events) rather than text."""
 
 
 @dataclass(slots=True)
 class AgentRegistry:
-    """The built agents and the HTTP clients they share; `aclose()` at shutdown."""
+    """The built agents and what they share; `start()` connects MCP servers, `aclose()` closes all."""
 
     agents: dict[str, AgentRuntime]
     http_clients: list[httpx2.AsyncClient] = field(default_factory=list)
+    toolsets: dict[str, MCPToolset] = field(default_factory=dict)
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     def model_names(self) -> list[str]:
         return sorted({m.name for rt in self.agents.values() for m in rt.models})
 
+    async def start(self) -> None:
+        """Connect every MCP server once, so that streams do not pay for it."""
+        for toolset in self.toolsets.values():
+            await self._stack.enter_async_context(toolset)
+
     async def aclose(self) -> None:
+        await self._stack.aclose()
         for client in self.http_clients:
             await client.aclose()
 
@@ -61,6 +78,20 @@ class ModelBuildError(ValueError):
 def _model_settings() -> ModelSettings:
     # The proxy retries; the SDK's own retries would multiply attempts and hide them from metrics.
     return ModelSettings(max_retries=0)
+
+
+def _mcp_toolset(name: str, cfg: MCPServerSettings) -> MCPToolset:
+    # A failing tool is reported to the model (outcome "failed") instead of ending the stream.
+    common: dict[str, Any] = {"id": name, "tool_error_behavior": "failed", "read_timeout": cfg.timeout_s}
+    if cfg.command is not None:
+        env = {"PATH": os.environ.get("PATH", ""), **cfg.env}
+        transport = StdioTransport(
+            command=cfg.command, args=cfg.args, env=env, cwd=cfg.cwd, log_file=Path(os.devnull)
+        )
+        return MCPToolset(transport, **common)
+    assert cfg.url is not None
+    headers = {header: os.environ.get(var, "") for header, var in cfg.headers_env.items()}
+    return MCPToolset(cfg.url, headers=headers or None, **common)
 
 
 def build_registry(settings: Settings) -> AgentRegistry:
@@ -93,19 +124,27 @@ def build_registry(settings: Settings) -> AgentRegistry:
         except Exception as exc:
             raise ModelBuildError(f"agents.{agent}: cannot build model {name!r}: {exc}") from exc
 
+    for server, server_cfg in settings.mcp_servers.items():
+        registry.toolsets[server] = _mcp_toolset(server, server_cfg)
+
     for name, cfg in settings.agents.items():
         timeouts = settings.timeouts_for(name)
         models = []
         for model_name in [cfg.model, *cfg.fallback_models]:
             model = model_for(name, model_name, timeouts)
             models.append(ModelChoice(model_name, model, isinstance(model, OpenAIChatModel)))
-        agent: Agent[None, str] = Agent(
+        schema = SchemaOutput(load_schema(cfg.output_schema), cfg.output_name) if cfg.output_schema else None
+        agent: Agent[None, Any] = Agent(
             models[0].model,
             name=name,
             instructions=cfg.instructions,
+            output_type=schema.output_type if schema else str,
             retries={"output": cfg.output_retries},
             model_settings=_model_settings(),
+            toolsets=[registry.toolsets[s] for s in cfg.mcp_servers],
         )
+        if schema is not None:
+            agent.output_validator(schema.validate)
         registry.agents[name] = AgentRuntime(
             name=name,
             agent=agent,
@@ -114,5 +153,6 @@ def build_registry(settings: Settings) -> AgentRegistry:
             timeouts=timeouts,
             max_tool_calls=cfg.max_tool_calls,
             allow_system_messages=cfg.allow_system_messages,
+            structured=schema is not None,
         )
     return registry

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from proxy.observability.settings import ObservabilitySettings
+from proxy.structured import SchemaLoadError, load_schema
 
 ENV_PREFIX = "AGENT_PROXY_"
 CONFIG_ENV = "AGENT_PROXY_CONFIG"
@@ -103,6 +104,31 @@ class UpstreamSettings(Section):
         return value.rstrip("/")
 
 
+class MCPServerSettings(Section):
+    """An MCP server: `command` (stdio) or `url` (streamable HTTP)."""
+
+    command: str | None = None
+    """Stdio: the program to start."""
+    args: list[str] = Field(default_factory=list)
+    """Stdio: its arguments."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Stdio: environment for the program (besides PATH)."""
+    cwd: str | None = None
+    """Stdio: its working directory."""
+    url: str | None = None
+    """Streamable HTTP: the server's URL, e.g. `http://127.0.0.1:8765/mcp`."""
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    """Streamable HTTP: header name -> environment variable holding its value."""
+    timeout_s: float = Field(30.0, gt=0)
+    """Longest a tool call or the connection may take."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of `command` (stdio) or `url` (streamable HTTP)")
+        return self
+
+
 class AgentSettings(Section):
     model: str
     """`<upstream>:<model>` for an upstream of this file, or a pydantic-ai model string."""
@@ -114,6 +140,12 @@ class AgentSettings(Section):
     """How often pydantic-ai may ask the model again for a valid output."""
     max_tool_calls: int = Field(16, ge=0)
     """Tool calls one stream may make."""
+    output_schema: dict[str, Any] | str | None = None
+    """Structured output: an inline JSON Schema (a TOML table) or the path of a JSON file."""
+    output_name: str = "output"
+    """The name the model sees for the structured output."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """Names of `[mcp_servers.NAME]` whose tools this agent may call."""
     allow_system_messages: bool = False
     """OpenAI endpoint: use the client's system messages as extra instructions (else they are dropped)."""
     retry: dict[str, Any] = Field(default_factory=dict)
@@ -136,6 +168,7 @@ class Settings(BaseSettings):
     conversations: ConversationSettings = ConversationSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
+    mcp_servers: dict[str, MCPServerSettings] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     demo: bool = False
     """True when no file was given: the built-in demo (mock upstream in process, agent `demo`)."""
@@ -164,6 +197,16 @@ class Settings(BaseSettings):
             ]:
                 if not model.strip():
                     problems.append(f"agents.{name}.{key}: must not be empty")
+            problems.extend(
+                f"agents.{name}.mcp_servers: no [mcp_servers.{server}]"
+                for server in agent.mcp_servers
+                if server not in self.mcp_servers
+            )
+            if agent.output_schema is not None:
+                try:
+                    load_schema(agent.output_schema)
+                except SchemaLoadError as exc:
+                    problems.append(f"agents.{name}.output_schema: {exc}")
             for key, section in (("retry", self.retry), ("timeouts", self.timeouts)):
                 overrides = getattr(agent, key)
                 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import proxy.mock_upstream
-from proxy.config import AgentSettings, Settings, UpstreamSettings
+from proxy.config import AgentSettings, MCPServerSettings, Settings, UpstreamSettings
 
 
 def _rows(table: str, model: type[BaseModel]) -> list[str]:
@@ -29,6 +29,7 @@ def config_reference() -> str:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines += _rows(f"[{name}]", annotation)
     lines += _rows("[upstreams.NAME]", UpstreamSettings)
+    lines += _rows("[mcp_servers.NAME]", MCPServerSettings)
     lines += _rows("[agents.NAME]", AgentSettings)
     return "\n".join(lines)
 
@@ -45,8 +46,9 @@ SECTIONS = {"config-reference": config_reference, "mock-reference": mock_referen
 
 def render(readme: str) -> str:
     for name, make in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        readme = pattern.sub(lambda m, make=make: f"{m.group(1)}{make()}\n{m.group(2)}", readme)
+        start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        readme = pattern.sub(lambda _: start + make() + "\n" + end, readme)  # noqa: B023 (used at once)
     return readme
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
 from pydantic_ai import (
     AgentRunResultEvent,
     CancellationToken,
@@ -20,6 +21,8 @@ from pydantic_ai import (
     PartStartEvent,
     TextPart,
     TextPartDelta,
+    ToolCallPart,
+    ToolCallPartDelta,
 )
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.usage import UsageLimits
@@ -27,7 +30,8 @@ from pydantic_ai.usage import UsageLimits
 from proxy.agents import AgentRuntime, ModelChoice
 from proxy.engine.failures import AttemptTimeout, IncompleteStream
 from proxy.engine.inputs import StreamInput
-from proxy.events import Delta, Event, ToolCall, ToolResult, Usage
+from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
+from proxy.structured import OUTPUT_TOOL_PREFIX
 
 
 @dataclass(slots=True)
@@ -38,6 +42,38 @@ class AttemptResult:
     usage: Usage
     output: Any
     finish_reason: str | None
+
+
+class _PartialOutput:
+    """Snapshots of the structured output while its tool-call arguments stream in."""
+
+    def __init__(self, stream_id: str) -> None:
+        self._stream_id = stream_id
+        self._index: int | None = None
+        self._args = ""
+        self._last: Any = None
+
+    def start(self, index: int, part: ToolCallPart) -> Output | None:
+        if not part.tool_name.startswith(OUTPUT_TOOL_PREFIX):
+            return None
+        self._index, self._args, self._last = index, "", None
+        return self.feed(index, part.args)
+
+    def feed(self, index: int, args: str | dict[str, Any] | None) -> Output | None:
+        if index != self._index or not args:
+            return None
+        if isinstance(args, dict):
+            data: Any = args
+        else:
+            self._args += args
+            try:
+                data = pydantic_core.from_json(self._args, allow_partial=True)
+            except ValueError:
+                return None
+        if not isinstance(data, dict) or data == self._last:
+            return None
+        self._last = data
+        return Output(stream_id=self._stream_id, data=data, partial=True)
 
 
 def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
@@ -73,6 +109,7 @@ async def run_attempt(
         cancellation_token=token,
     ) as events:
         iterator = aiter(events)
+        output = _PartialOutput(stream_id) if runtime.structured else None
         kind, limit = "first_token", timeouts.first_token_s
         while True:
             deadline = loop.time() + limit
@@ -89,10 +126,18 @@ async def run_attempt(
             if isinstance(ev, PartDeltaEvent):
                 if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
                     yield Delta(stream_id=stream_id, text=ev.delta.content_delta)
+                elif output is not None and isinstance(ev.delta, ToolCallPartDelta):
+                    snapshot = output.feed(ev.index, ev.delta.args_delta)
+                    if snapshot is not None:
+                        yield snapshot
             elif isinstance(ev, PartStartEvent):
                 # The first chunk of a part arrives here, not as a delta.
                 if isinstance(ev.part, TextPart) and ev.part.content:
                     yield Delta(stream_id=stream_id, text=ev.part.content)
+                elif output is not None and isinstance(ev.part, ToolCallPart):
+                    snapshot = output.start(ev.index, ev.part)
+                    if snapshot is not None:
+                        yield snapshot
             elif isinstance(ev, FunctionToolCallEvent):
                 yield ToolCall(
                     stream_id=stream_id,
@@ -120,6 +165,8 @@ async def run_attempt(
                 if finish is None or (choice.finish_in_details and "finish_reason" not in details):
                     raise IncompleteStream("the upstream stream ended without a finish reason")
                 usage = result.usage
+                if output is not None:
+                    yield Output(stream_id=stream_id, data=result.output, partial=False)
                 yield AttemptResult(
                     messages=messages,
                     usage=Usage(

@@ -266,6 +266,11 @@ class _Run:
                     self.content_sent = True
                     s.state = StreamState.STREAMING
                 elif isinstance(item, (Output, ToolCall, ToolResult)):
+                    if isinstance(item, Output):
+                        if self.ttft is None:
+                            self.ttft = time.monotonic() - s._arrived
+                        if not item.partial:
+                            self.output = item.data
                     self.content_sent = True
                     s.state = StreamState.STREAMING
                 yield item
