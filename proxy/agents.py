@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx2
 from fastmcp.client.transports import StdioTransport
-from pydantic_ai import Agent
+from pydantic_ai import Agent, InstrumentationSettings
+from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.models import Model, create_async_httpx2_client, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel
@@ -94,8 +95,13 @@ def _mcp_toolset(name: str, cfg: MCPServerSettings) -> MCPToolset:
     return MCPToolset(cfg.url, headers=headers or None, **common)
 
 
-def build_registry(settings: Settings) -> AgentRegistry:
-    """Build every agent of `settings`; raises ModelBuildError naming the agent and model."""
+def build_registry(
+    settings: Settings, instrumentation: InstrumentationSettings | None = None
+) -> AgentRegistry:
+    """Build every agent of `settings`; raises ModelBuildError naming the agent and model.
+
+    With `instrumentation`, pydantic-ai's own spans (`invoke_agent`, `chat`, `execute_tool`) are
+    recorded through it, under the proxy's stream and attempt spans."""
     registry = AgentRegistry(agents={})
     providers: dict[str, OpenAICompatibleProvider] = {}
 
@@ -142,6 +148,7 @@ def build_registry(settings: Settings) -> AgentRegistry:
             retries={"output": cfg.output_retries},
             model_settings=_model_settings(),
             toolsets=[registry.toolsets[s] for s in cfg.mcp_servers],
+            capabilities=[Instrumentation(settings=instrumentation)] if instrumentation else None,
         )
         if schema is not None:
             agent.output_validator(schema.validate)

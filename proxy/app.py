@@ -16,7 +16,7 @@ from proxy.engine import Engine
 from proxy.engine.breaker import Breakers
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
-from proxy.observability.observer import Observers
+from proxy.observability.runtime import Telemetry
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
@@ -27,6 +27,7 @@ log = logging.getLogger("agent_proxy")
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
+TELEMETRY = web.AppKey("telemetry", Telemetry)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,7 +63,9 @@ async def create_app(settings: Settings) -> web.Application:
     mock: MockServer | None = None
     if settings.demo:
         settings, mock = await _start_demo_upstream(settings)
-    registry = build_registry(settings)
+    telemetry = Telemetry(settings.observability, agents=list(settings.agents), models=_model_names(settings))
+    registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings())
+    await registry.start()
     engine = Engine(
         registry,
         MemoryConversationStore(settings.conversations.max_conversations, settings.conversations.idle_ttl_s),
@@ -70,7 +73,7 @@ async def create_app(settings: Settings) -> web.Application:
         max_concurrent_streams=settings.server.max_concurrent_streams,
         max_prompt_chars=settings.server.max_prompt_chars,
     )
-    observer = Observers()
+    observer = telemetry.observer
     server = settings.server
     sse = SSETransport(engine, observer, server.heartbeat_interval_s)
     ws = WSTransport(
@@ -85,6 +88,7 @@ async def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     app[ENGINE] = engine
+    app[TELEMETRY] = telemetry
     app[SETTINGS] = settings
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)
@@ -95,14 +99,25 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
 
     async def _shutdown(app: web.Application) -> None:
         await registry.aclose()
+        telemetry.shutdown()
         if mock is not None:
             await mock.close()
 
     app.on_cleanup.append(_shutdown)
     return app
+
+
+def _model_names(settings: Settings) -> list[str]:
+    return sorted({m for a in settings.agents.values() for m in [a.model, *a.fallback_models]})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[TELEMETRY].render_metrics(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _healthz(request: web.Request) -> web.Response:

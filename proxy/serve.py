@@ -13,6 +13,8 @@ from aiohttp import web
 
 from proxy.app import create_app, drain
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from proxy.observability.stream_log import configure_logging
+from proxy.workers import run_workers
 
 log = logging.getLogger("agent_proxy")
 
@@ -46,21 +48,19 @@ def _banner(settings: Settings) -> str:
     )
 
 
-async def serve_app(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve_app(settings: Settings, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return."""
     app = await create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     server = settings.server
-    site = web.TCPSite(runner, server.host, server.port, reuse_port=server.workers > 1)
+    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s", ", ".join(str(s.getsockname()) for s in (site._server.sockets or ())))  # type: ignore[union-attr]
-    if ready is not None:
-        ready.set()
+    log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
     try:
         await stop.wait()
         await drain(app, server.drain_timeout_s)
@@ -70,19 +70,23 @@ async def serve_app(settings: Settings, ready: asyncio.Event | None = None) -> N
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _load(args.config)
     if settings is None:
         return 2
     settings = _with_flags(settings, args)
-    log.info(_banner(settings))
+    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    if settings.server.workers > 1:
+        log.info(_banner(settings))
+        return run_workers(settings, args)
+    if not args.worker:
+        log.info(_banner(settings))
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve_app(settings))
+    asyncio.run(serve_app(settings, reuse_port=args.worker))
     return 0
 
 
@@ -106,7 +110,8 @@ def register(sub: Any) -> None:
     serve.add_argument("--config", help=f"TOML config file (default: ${CONFIG_ENV}, else the built-in demo)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=run_serve)
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")

@@ -27,7 +27,10 @@ class Served:
 
 
 @asynccontextmanager
-async def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> AsyncIterator[Served]:
+async def serve(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, listening: int = 1
+) -> AsyncIterator[Served]:
+    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -42,16 +45,18 @@ async def serve(*args: str, env: dict[str, str] | None = None, timeout: float = 
     )
     assert process.stdout is not None
     log: list[str] = []
+    ports: list[str] = []
     try:
         async with asyncio.timeout(timeout):
-            while True:
+            while len(ports) < listening:
                 line = (await process.stdout.readline()).decode()
                 if not line:
                     raise RuntimeError("serve exited before listening:\n" + "".join(log))
                 log.append(line)
                 if match := LISTENING.search(line):
-                    break
-        served = Served(process, f"http://127.0.0.1:{match.group(1)}", log)
+                    ports.append(match.group(1))
+        assert len(set(ports)) == 1, ports
+        served = Served(process, f"http://127.0.0.1:{ports[0]}", log)
         reader = asyncio.create_task(_drain_log(process.stdout, log))
         yield served
     finally:

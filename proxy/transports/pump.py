@@ -82,8 +82,10 @@ async def pump(
     finally:
         if beat is not None:
             beat.cancel()
-        await _close(events)
-        observer.stream_finished(ctx, outcome, end)
+        try:
+            await _close(events)
+        finally:
+            observer.stream_finished(ctx, outcome, end)
     return end
 
 
