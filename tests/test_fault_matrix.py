@@ -200,3 +200,63 @@ async def test_fault_that_never_clears(
         assert mock.stats.for_model(model).requests == attempts
     assert [r["reason"] for r in seen.events if r["type"] == "retry"] == [fault.reason] * (attempts - 1)
     await check_nothing_left(proxy, mock)
+
+
+@dataclass
+class OpenAISeen:
+    content: str
+    error: dict[str, Any] | None
+    done: bool
+    finish_reason: str | None
+
+
+async def via_openai(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> OpenAISeen:
+    body = {"model": agent, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    seen = OpenAISeen("", None, False, None)
+    async with session.post(f"{proxy.url}/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200
+        raw = await resp.read()
+    for block in raw.split(b"\n\n"):
+        if not block.startswith(b"data: "):
+            continue
+        data = block[6:]
+        if data == b"[DONE]":
+            seen.done = True
+            continue
+        chunk = orjson.loads(data)
+        if "error" in chunk:
+            seen.error = chunk["error"]
+            continue
+        for choice in chunk.get("choices", []):
+            seen.content += choice["delta"].get("content") or ""
+            seen.finish_reason = choice.get("finish_reason") or seen.finish_reason
+    return seen
+
+
+@pytest.mark.parametrize("clears", [True, False], ids=["clears_after_one_attempt", "never_clears"])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_openai_endpoint_retries_invisibly_before_content_and_errors_after(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, fault: Fault, clears: bool
+) -> None:
+    model = f"oa?chunks={CHUNKS}&{fault.params}" + ("&fault_times=1" if clears else "")
+    proxy = await make_proxy(settings_for(mock, {"a": model}, **SETTINGS))
+    seen = await via_openai(session, proxy, "a")
+    partial_text = " ".join(f"tok{i}" for i in range(fault.partial))
+    if clears and fault.retryable and fault.partial == 0:
+        # Transparent: the client sees a normal, complete answer.
+        assert seen.error is None
+        assert seen.done
+        assert seen.content == GOOD_TEXT
+        assert seen.finish_reason == "stop"
+        assert mock.stats.for_model(model).requests == 2
+    else:
+        # A failure the client cannot be shielded from: an in-stream error and no [DONE], so that
+        # an OpenAI client raises instead of taking a truncated answer for a complete one.
+        assert seen.error is not None
+        assert not seen.done
+        assert seen.content == partial_text
+        after_content = fault.partial > 0
+        attempts = 1 if after_content or not fault.retryable else MAX_ATTEMPTS
+        assert mock.stats.for_model(model).requests == attempts
+        assert seen.error["code"] == fault.code
+    await check_nothing_left(proxy, mock)

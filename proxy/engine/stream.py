@@ -156,6 +156,9 @@ class _Run:
         self.deadline = stream._arrived + self.rt.timeouts.total_s
         self.sleep_for: float | None = None
         self.content_sent = False
+        """Events a retry must discard (text, output, tool calls) were sent."""
+        self.text_sent = False
+        """Text or output was sent: what `mid_stream = "fail"` protects."""
         self.failure: Failure | None = None
         self.give_up = False
 
@@ -237,7 +240,7 @@ class _Run:
                     else:
                         breaker.release()
                     mid_stream = s.request.mid_stream or rt.retry.mid_stream
-                    if not exc.failure.retryable or (self.content_sent and mid_stream == "fail"):
+                    if not exc.failure.retryable or (self.text_sent and mid_stream == "fail"):
                         self.give_up = True
                         return
                     attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
@@ -259,18 +262,16 @@ class _Run:
         yield AttemptStarted(stream_id=s.id, agent=rt.name, model=choice.name, attempt=self.attempts)
         try:
             async for item in run_attempt(rt, choice, s.id, s.request, token, self.deadline):
-                if isinstance(item, Delta):
+                if isinstance(item, (Delta, Output)):
                     if self.ttft is None:
                         self.ttft = time.monotonic() - s._arrived
-                    self.parts.append(item.text)
-                    self.content_sent = True
+                    if isinstance(item, Delta):
+                        self.parts.append(item.text)
+                    elif not item.partial:
+                        self.output = item.data
+                    self.text_sent = self.content_sent = True
                     s.state = StreamState.STREAMING
-                elif isinstance(item, (Output, ToolCall, ToolResult)):
-                    if isinstance(item, Output):
-                        if self.ttft is None:
-                            self.ttft = time.monotonic() - s._arrived
-                        if not item.partial:
-                            self.output = item.data
+                elif isinstance(item, (ToolCall, ToolResult)):
                     self.content_sent = True
                     s.state = StreamState.STREAMING
                 yield item
@@ -302,7 +303,7 @@ class _Run:
         if discard:
             self.parts.clear()
             self.output = None
-            self.content_sent = False
+            self.text_sent = self.content_sent = False
         s.state = StreamState.RETRYING
         yield Retry(
             stream_id=s.id,
