@@ -77,7 +77,7 @@ REFUSED = Fault("connection_refused", "", "connect_error", "upstream_unreachable
 
 SETTINGS: dict[str, Any] = {
     "retry": {"max_attempts": MAX_ATTEMPTS, "backoff_initial_s": 0.01, "backoff_jitter_s": 0.01},
-    "timeouts": {"first_token_s": 0.3, "idle_s": 0.3, "total_s": 30},
+    "timeouts": {"first_token_s": 0.5, "idle_s": 0.5, "total_s": 30},
     "server": {"heartbeat_interval_s": 60},
 }
 

@@ -16,7 +16,7 @@ WRITE_BUFFER_BOUND = 256 * 1024
 async def test_stalled_client_backpressures_the_stream_then_gets_all_of_it(
     mock: MockServer, make_proxy: ProxyFactory
 ) -> None:
-    proxy = await make_proxy(settings_for(mock, {"a": f"big?chunks={CHUNKS}"}))
+    proxy = await make_proxy(settings_for(mock, {"a": f"big?chunks={CHUNKS}&ttfc_ms=300"}))
     port = int(proxy.url.rsplit(":", 1)[1])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
