@@ -14,6 +14,7 @@ The prompt is the script: space-separated `key=value` pairs, e.g. `ttfb_ms=50 ch
     output     1: `output` events instead of `delta` (SSE, WS)
     tokens     output tokens reported in usage                          (default: chunks)
     close_ws   1: WS only, close the whole socket after the chunks
+    restart    send this many deltas, then `retry` with `discard: true`, then the script's chunks
 
 Run it standalone (`python loadtest_fixture.py`) to serve on a free port printed on stdout.
 """
@@ -44,6 +45,7 @@ class Script:
     output: bool = False
     tokens: int | None = None
     close_ws: bool = False
+    restart: int = 0
 
     @classmethod
     def parse(cls, prompt: str) -> Script:
@@ -52,7 +54,7 @@ class Script:
             key, _, value = part.partition("=")
             if key in ("ttfb_ms", "gap_ms"):
                 setattr(s, key, float(value))
-            elif key in ("chunks", "heartbeat", "retry", "status", "tokens"):
+            elif key in ("chunks", "heartbeat", "retry", "status", "tokens", "restart"):
                 setattr(s, key, int(value))
             elif key in ("truncate", "stall", "output", "close_ws"):
                 setattr(s, key, value not in ("0", ""))
@@ -123,6 +125,10 @@ async def events(script: Script, agent: str) -> Any:
             discard=False,
         )
     await _sleep_ms(script.ttfb_ms)
+    if script.restart:
+        for i in range(script.restart):
+            yield ev("delta", text=f"x{i} ")
+        yield ev("retry", attempt=1, max_attempts=2, reason="fixture", delay_s=0.0, discard=True)
     for i in range(script.chunks):
         if i:
             await _sleep_ms(script.gap_ms)

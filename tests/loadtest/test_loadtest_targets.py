@@ -151,3 +151,13 @@ async def test_a_stream_that_outlives_the_timeout_is_a_timeout(
     if target == "ws":
         # The WS client tells the server it gave up on the request.
         assert sorted(fixture_server.stats.cancels) == ["r0", "r1"]
+
+
+@pytest.mark.parametrize("target", ["sse", "ws"])
+async def test_a_discarding_retry_is_counted_with_what_it_discarded(
+    fixture_server: Fixture, target: Target
+) -> None:
+    result = await run_load(_cfg(fixture_server, target, "restart=2 chunks=3", requests=2))
+    assert result.ok == 2
+    for rec in result.records:
+        assert (rec.chunks, rec.discarded_chunks, rec.retries) == (5, 2, 1)
