@@ -47,6 +47,11 @@ class AgentRuntime:
     allow_system_messages: bool
     structured: bool = False
     """The agent answers with a JSON object (`output` events) rather than text."""
+    direct: bool = False
+    """No tools and text output: attempts take the direct model stream, not the agent loop."""
+    instructions: str | None = None
+    model_settings: ModelSettings | None = None
+    instrumentation: InstrumentationSettings | None = None
 
 
 @dataclass(slots=True)
@@ -161,5 +166,9 @@ def build_registry(
             max_tool_calls=cfg.max_tool_calls,
             allow_system_messages=cfg.allow_system_messages,
             structured=schema is not None,
+            direct=schema is None and not cfg.mcp_servers,
+            instructions=cfg.instructions,
+            model_settings=_model_settings(),
+            instrumentation=instrumentation,
         )
     return registry

@@ -1,20 +1,22 @@
-"""One upstream attempt: pydantic-ai's event stream -> our events, under the attempt's deadlines.
+"""One upstream attempt: pydantic-ai's events -> our events, under the attempt's deadlines.
 
-Uses `run_stream_events`: it never debounces, runs the whole tool loop, and leaving its `async with`
-(an exception, a timeout, the consumer closing us) cancels the run and closes the upstream request.
+Two paths give the same events, history and errors:
+- agents with tools or structured output run the whole agent loop (`run_stream_events`: it never
+  debounces, runs tools, and leaving its `async with` cancels the run and the upstream request);
+- plain text agents without tools take the direct model stream (`model_request_stream`): the same
+  model request without the agent loop's layers, which cost most of the CPU per chunk.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
 from pydantic_ai import (
     AgentRunResultEvent,
-    CancellationToken,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
     PartDeltaEvent,
@@ -24,14 +26,20 @@ from pydantic_ai import (
     ToolCallPart,
     ToolCallPartDelta,
 )
-from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.direct import model_request_stream
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.settings import ModelSettings, merge_model_settings
 from pydantic_ai.usage import UsageLimits
 
 from proxy.agents import AgentRuntime, ModelChoice
-from proxy.engine.failures import AttemptTimeout, IncompleteStream
+from proxy.engine.failures import IncompleteStream
 from proxy.engine.inputs import StreamInput
+from proxy.engine.pacing import Pacer
 from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
 from proxy.structured import OUTPUT_TOOL_PREFIX
+
+TEXT_ONLY = ModelRequestParameters(output_mode="text", allow_text_output=True)
 
 
 @dataclass(slots=True)
@@ -76,6 +84,30 @@ class _PartialOutput:
         return Output(stream_id=self._stream_id, data=data, partial=True)
 
 
+def _part_event(ev: object, stream_id: str, output: _PartialOutput | None) -> Event | None:
+    """Our event for one model-stream event, if it carries anything a client sees."""
+    if isinstance(ev, PartDeltaEvent):
+        if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
+            return Delta(stream_id=stream_id, text=ev.delta.content_delta)
+        if output is not None and isinstance(ev.delta, ToolCallPartDelta):
+            return output.feed(ev.index, ev.delta.args_delta)
+    elif isinstance(ev, PartStartEvent):
+        # The first chunk of a part arrives here, not as a delta.
+        if isinstance(ev.part, TextPart) and ev.part.content:
+            return Delta(stream_id=stream_id, text=ev.part.content)
+        if output is not None and isinstance(ev.part, ToolCallPart):
+            return output.start(ev.index, ev.part)
+    return None
+
+
+def _check_finished(response: ModelResponse | None, choice: ModelChoice) -> str:
+    finish = response.finish_reason if response else None
+    details = (response.provider_details or {}) if response else {}
+    if finish is None or (choice.finish_in_details and "finish_reason" not in details):
+        raise IncompleteStream("the upstream stream ended without a finish reason")
+    return finish
+
+
 def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
     for message in reversed(messages):
         if isinstance(message, ModelResponse):
@@ -84,21 +116,26 @@ def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
 
 
 async def run_attempt(
-    runtime: AgentRuntime,
-    choice: ModelChoice,
-    stream_id: str,
-    request: StreamInput,
-    token: CancellationToken,
-    stream_deadline: float,
+    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
 ) -> AsyncIterator[Event | AttemptResult]:
     """Yield this attempt's public events, then one AttemptResult.
 
-    Raises AttemptTimeout when the first event (`first_token`), the gap between events (`idle`)
-    or the stream's deadline (`total`) runs out; upstream errors propagate as pydantic-ai raised them.
+    Raises AttemptTimeout / AttemptCancelled from the pacer; upstream errors propagate as
+    pydantic-ai raised them.
     """
-    loop = asyncio.get_running_loop()
-    timeouts = runtime.timeouts
+    if runtime.direct:
+        source = _direct_attempt(runtime, choice, stream_id, request, pacer)
+    else:
+        source = _agent_attempt(runtime, choice, stream_id, request, pacer)
+    async for item in source:
+        yield item
+
+
+async def _agent_attempt(
+    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+) -> AsyncIterator[Event | AttemptResult]:
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
+    output = _PartialOutput(stream_id) if runtime.structured else None
     async with runtime.agent.run_stream_events(
         request.prompt,
         model=choice.model,
@@ -106,38 +143,11 @@ async def run_attempt(
         instructions=request.instructions,
         model_settings=request.options.model_settings() if request.options else None,
         usage_limits=limits,
-        cancellation_token=token,
     ) as events:
-        iterator = aiter(events)
-        output = _PartialOutput(stream_id) if runtime.structured else None
-        kind, limit = "first_token", timeouts.first_token_s
-        while True:
-            deadline = loop.time() + limit
-            if deadline >= stream_deadline:
-                deadline, kind, limit = stream_deadline, "total", timeouts.total_s
-            try:
-                async with asyncio.timeout_at(deadline):
-                    ev = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as exc:
-                raise AttemptTimeout(kind, limit) from exc
-            kind, limit = "idle", timeouts.idle_s
-            if isinstance(ev, PartDeltaEvent):
-                if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
-                    yield Delta(stream_id=stream_id, text=ev.delta.content_delta)
-                elif output is not None and isinstance(ev.delta, ToolCallPartDelta):
-                    snapshot = output.feed(ev.index, ev.delta.args_delta)
-                    if snapshot is not None:
-                        yield snapshot
-            elif isinstance(ev, PartStartEvent):
-                # The first chunk of a part arrives here, not as a delta.
-                if isinstance(ev.part, TextPart) and ev.part.content:
-                    yield Delta(stream_id=stream_id, text=ev.part.content)
-                elif output is not None and isinstance(ev.part, ToolCallPart):
-                    snapshot = output.start(ev.index, ev.part)
-                    if snapshot is not None:
-                        yield snapshot
+        async for ev in pacer.paced(aiter(events)):
+            event = _part_event(ev, stream_id, output)
+            if event is not None:
+                yield event
             elif isinstance(ev, FunctionToolCallEvent):
                 yield ToolCall(
                     stream_id=stream_id,
@@ -159,14 +169,10 @@ async def run_attempt(
             elif isinstance(ev, AgentRunResultEvent):
                 result = ev.result
                 messages = result.all_messages()
-                response = _last_response(messages)
-                finish = response.finish_reason if response else None
-                details = (response.provider_details or {}) if response else {}
-                if finish is None or (choice.finish_in_details and "finish_reason" not in details):
-                    raise IncompleteStream("the upstream stream ended without a finish reason")
-                usage = result.usage
+                finish = _check_finished(_last_response(messages), choice)
                 if output is not None:
                     yield Output(stream_id=stream_id, data=result.output, partial=False)
+                usage = result.usage
                 yield AttemptResult(
                     messages=messages,
                     usage=Usage(
@@ -177,3 +183,46 @@ async def run_attempt(
                     output=result.output,
                     finish_reason=finish,
                 )
+
+
+def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
+    parts = [p for p in (runtime.instructions, request.instructions) if p]
+    return "\n\n".join(parts) if parts else None
+
+
+async def _direct_attempt(
+    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+) -> AsyncIterator[Event | AttemptResult]:
+    prompt = ModelRequest(
+        parts=[UserPromptPart(content=request.prompt)], instructions=_instructions(runtime, request)
+    )
+    messages = [*request.history, prompt]
+    settings: ModelSettings | None = merge_model_settings(
+        runtime.model_settings, request.options.model_settings() if request.options else None
+    )
+    request_stream = model_request_stream(
+        choice.model,
+        messages,
+        model_settings=settings,
+        model_request_parameters=TEXT_ONLY,
+        instrument=runtime.instrumentation or False,
+    )
+    async with AsyncExitStack() as stack:
+        # Opening the stream already waits for the upstream's first chunk: pace it too.
+        stream = await pacer.wait(stack.enter_async_context(request_stream))
+        async for ev in pacer.paced(aiter(stream)):
+            event = _part_event(ev, stream_id, None)
+            if event is not None:
+                yield event
+        response = stream.get()
+    finish = _check_finished(response, choice)
+    if not any(isinstance(p, TextPart) and p.content for p in response.parts):
+        raise IncompleteStream("the upstream answered with no text")
+    yield AttemptResult(
+        messages=[*messages, response],
+        usage=Usage(
+            input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens, requests=1
+        ),
+        output=None,
+        finish_reason=finish,
+    )

@@ -17,14 +17,13 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from pydantic_ai import CancellationToken, RunCancelled
-
 from proxy.agents import AgentRuntime, ModelChoice
 from proxy.conversations import ConversationStore
 from proxy.engine.attempt import AttemptResult, run_attempt
 from proxy.engine.breaker import Breakers
 from proxy.engine.failures import AttemptFailed, Failure, classify
 from proxy.engine.inputs import StreamInput
+from proxy.engine.pacing import AttemptCancelled, Pacer
 from proxy.engine.retrying import build_retrying
 from proxy.events import (
     AttemptFinished,
@@ -81,7 +80,7 @@ class Stream:
         self._seq = 0
         self._cancel_reason: FinishReason | None = None
         self._cancelled = asyncio.Event()
-        self._token: CancellationToken | None = None
+        self._pacer: Pacer | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
@@ -90,8 +89,8 @@ class Stream:
             return
         self._cancel_reason = reason
         self._cancelled.set()
-        if self._token is not None:
-            self._token.cancel()
+        if self._pacer is not None:
+            self._pacer.cancel()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -257,11 +256,11 @@ class _Run:
         s, rt = self.s, self.rt
         self.attempts += 1
         s.state = StreamState.WAITING
-        s._token = token = CancellationToken()
+        s._pacer = pacer = Pacer(rt.timeouts, self.deadline)
         started = time.monotonic()
         yield AttemptStarted(stream_id=s.id, agent=rt.name, model=choice.name, attempt=self.attempts)
         try:
-            async for item in run_attempt(rt, choice, s.id, s.request, token, self.deadline):
+            async for item in run_attempt(rt, choice, s.id, s.request, pacer):
                 if isinstance(item, (Delta, Output)):
                     if self.ttft is None:
                         self.ttft = time.monotonic() - s._arrived
@@ -275,7 +274,7 @@ class _Run:
                     self.content_sent = True
                     s.state = StreamState.STREAMING
                 yield item
-        except RunCancelled:
+        except AttemptCancelled:
             yield self._attempt_finished(choice, started, "cancelled", None)
             raise AttemptFailed(_CANCELLED) from None
         except Exception as exc:
