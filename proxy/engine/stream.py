@@ -82,6 +82,7 @@ class Stream:
         self._cancelled = asyncio.Event()
         self._pacer: Pacer | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
+        self._closed = False
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
         """End the stream early with `reason`; a no-op once it ended."""
@@ -108,7 +109,8 @@ class Stream:
             self._finish()
 
     def _finish(self) -> None:
-        if self.state is not StreamState.ENDED:
+        if not self._closed:
+            self._closed = True
             self.state = StreamState.ENDED
             self._on_close(self)
 
