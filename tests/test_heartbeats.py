@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import orjson
 
@@ -42,7 +44,7 @@ async def test_ws_heartbeats_carry_the_request_id(
     mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
 ) -> None:
     proxy = await make_proxy(settings_for(mock, {"a": "m?ttfc_ms=400&chunks=1"}, server=HEARTBEAT))
-    frames = []
+    frames: list[dict[str, Any]] = []
     async with session.ws_connect(f"{proxy.url}/v1/ws") as ws:
         await ws.send_str('{"type": "prompt", "request_id": "r", "agent": "a", "prompt": "x"}')
         while not frames or frames[-1]["type"] != "end":

@@ -29,16 +29,16 @@ async def test_stalled_client_backpressures_the_stream_then_gets_all_of_it(
     )
     await writer.drain()
     reader._transport.pause_reading()  # type: ignore[attr-defined]  # the client stops reading
+    server = proxy.runner.server
+    assert server is not None
     # Small kernel buffers on the proxy's side too, so that a few hundred KB show the behaviour.
-    await wait_until(lambda: bool(proxy.runner.server.connections))
-    for handler in proxy.runner.server.connections:
+    await wait_until(lambda: bool(server.connections))
+    for handler in server.connections:
         assert handler.transport is not None
         handler.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
     def proxy_buffer() -> int:
-        return sum(
-            h.transport.get_write_buffer_size() for h in proxy.runner.server.connections if h.transport
-        )
+        return sum(h.transport.get_write_buffer_size() for h in server.connections if h.transport is not None)
 
     # Once the kernel buffers are full the proxy's own buffer starts to fill; it must stop there.
     await wait_until(lambda: proxy_buffer() > 0, timeout=20)
