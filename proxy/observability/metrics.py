@@ -41,6 +41,7 @@ from proxy.observability.multiprocess import (
     MultiProcessExemplarCollector,
     multiprocess_dir,
     setup_multiprocess,
+    setup_single_process,
 )
 from proxy.observability.observer import StreamContext, StreamOutcome, Transport
 
@@ -142,6 +143,7 @@ class ProxyMetrics:
             reg = None  # the files are the truth; `render` reads them
             self.registry = None
         else:
+            setup_single_process()
             reg = self.registry = registry if registry is not None else CollectorRegistry()
             reg.register(_BuildInfoCollector())
         agents, models = sorted(set(agents)), sorted(set(models))
@@ -307,7 +309,9 @@ class _BuildInfoCollector(Collector):
 class _StreamMetrics:
     """Per-stream cache of labelled children, so that a delta costs a dict lookup and one observe."""
 
-    __slots__ = ("agent", "failed_model", "itl", "model", "prev_content_at", "transport", "ttft_done")
+    __slots__ = (
+        "agent", "attempt_open", "failed_model", "itl", "model", "prev_content_at", "transport", "ttft_done",
+    )  # fmt: skip
 
     def __init__(self, agent: str, transport: Transport) -> None:
         self.agent = agent
@@ -317,6 +321,7 @@ class _StreamMetrics:
         self.prev_content_at: float | None = None
         self.ttft_done = False
         self.failed_model: str | None = None
+        self.attempt_open = False
 
 
 class MetricsObserver:
@@ -366,6 +371,8 @@ class MetricsObserver:
         if outcome == "client_disconnect":
             children[2].inc()
         m.requests.labels(st.agent, st.transport, outcome).inc()
+        if st.attempt_open:  # the client went away mid-attempt: the engine never reports its end
+            m.attempts.labels(st.agent, st.model, "cancelled").inc()
         labels = (st.agent, st.transport)
         m.observe_with_exemplar(
             m.duration,
@@ -388,10 +395,12 @@ class MetricsObserver:
 
     def _on_attempt_started(self, st: _StreamMetrics, event: AttemptStarted) -> None:
         self._set_model(st, event.model)
+        st.attempt_open = True
         st.prev_content_at = None  # the first chunk of an attempt is no inter-token gap
 
     def _on_attempt_finished(self, st: _StreamMetrics, event: AttemptFinished) -> None:
         model = self.m.model_label(event.model)
+        st.attempt_open = False
         self.m.attempts.labels(st.agent, model, event.outcome).inc()
         st.failed_model = model if event.outcome != "success" else None
         if event.error_type is not None:

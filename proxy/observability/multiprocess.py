@@ -60,6 +60,16 @@ def setup_multiprocess(path: str) -> None:
         values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
+def setup_single_process() -> None:
+    """Switch this process back to prometheus-client's in-memory values.
+
+    prometheus-client enters multiprocess mode when `PROMETHEUS_MULTIPROC_DIR` merely exists, even
+    empty: its values would then go to files in the working directory and exemplars would be lost,
+    while `multiprocess_dir()` (rightly) treats an empty variable as unset."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MutexValue
+
+
 def worker_exited(pid: int, path: str | None = None) -> None:
     """For the parent, when a worker process ended: drop its live gauges (active streams, circuit
     state) and its exemplars. Its counters and histograms stay, as they must."""

@@ -14,28 +14,29 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ObservabilitySettings(BaseModel):
-    """Telemetry switches. Defaults are safe for production: no prompt or completion text anywhere."""
+    """Telemetry switches. Defaults are safe for production: no prompt or completion text anywhere.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `include_content` is off by default because traces leave the process and are often kept longer,
+    and seen by more people, than the conversations themselves. `tracing = "on"` records spans even
+    without an OTLP endpoint: they are exported nowhere, but their trace ids still appear in the stream
+    log and as exemplars. `slo_ttft_s` is added to the TTFT histogram's bucket edges (if it is not one
+    already) so that `histogram_quantile` answers exactly at the threshold; the recording rule
+    `agent_proxy:slo_ttft_seconds` in `deploy/prometheus/rules/` must hold the same value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     include_content: bool = False
-    """Record prompt and completion text in pydantic-ai's spans. Off by default: traces leave the
-    process and are often kept longer and seen by more people than the conversations themselves."""
-
+    """Record prompt and completion text in pydantic-ai's spans (off: never in traces)."""
     tracing: Literal["auto", "on", "off"] = "auto"
-    """`auto`: record spans when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
-    `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), else none. `on`: always record them (exported only when an
-    endpoint is set; trace ids still appear in logs and exemplars). `off`: never."""
-
+    """Record spans: `auto` when an OTLP endpoint is set in the environment, `on` always, `off` never."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of the root logger (the stream log is at INFO)."""
     log_format: Literal["json", "text"] = "json"
+    """Log lines on stderr: one JSON object each, or human-readable text with `key=value` fields."""
     stream_log: bool = True
     """One structured line per finished stream (logger `agent_proxy.stream`)."""
-
     slo_ttft_s: float = Field(default=2.5, gt=0)
-    """Time-to-first-token objective. Added to the TTFT histogram's bucket edges (if it is not one
-    already) so that `histogram_quantile` answers exactly at the threshold; the alert rule in
-    `deploy/prometheus/rules/` must use the same value."""
-
+    """Time-to-first-token objective, made a bucket edge; keep `agent_proxy:slo_ttft_seconds` equal."""
     slo_inter_token_s: float = Field(default=0.25, gt=0)
-    """Inter-token gap objective, added to that histogram's bucket edges the same way."""
+    """Inter-token gap objective, made a bucket edge of that histogram."""

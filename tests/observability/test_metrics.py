@@ -193,6 +193,11 @@ async def test_client_disconnect_is_an_outcome_and_a_counter(
                   outcome="client_disconnect") == 1  # fmt: skip
     assert sample(metrics, "agent_proxy_client_disconnects_total", transport="ws") == 1
     assert sample(metrics, "agent_proxy_active_streams", transport="ws") == 0
+    # The attempt in progress was cancelled with the stream (the engine cannot report it any more).
+    assert sample(metrics, "agent_proxy_upstream_attempts_total", agent="demo", model="mock:fast",
+                  outcome="cancelled") == 1  # fmt: skip
+    assert sample(metrics, "agent_proxy_upstream_attempts_total", agent="demo", model="mock:fast",
+                  outcome="success") == 0  # fmt: skip
 
 
 async def test_heartbeats_are_counted_per_transport(

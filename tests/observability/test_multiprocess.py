@@ -15,6 +15,7 @@ from prometheus_client import values
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_plain
 
+from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.multiprocess import prepare_multiprocess_dir, worker_exited
 
 from .conftest import ROOT
@@ -92,3 +93,16 @@ def test_prepare_multiprocess_dir_starts_empty(tmp_path: Path, monkeypatch: pyte
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert getattr(values.ValueClass, "_multiprocess", False)
+
+
+def test_an_empty_multiproc_variable_means_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prometheus-client switches to files (in the working directory!) when the variable merely exists;
+    the proxy treats an empty one as unset and keeps in-memory values, with their exemplars."""
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    m = ProxyMetrics(["demo"], ["mock:fast"])
+    assert m.multiproc_dir is None
+    assert not getattr(values.ValueClass, "_multiprocess", False)
+    m.ttft.labels("demo", "mock:fast", "sse").observe(0.3, {"trace_id": "ab" * 16})
+    body, _ = m.render("application/openmetrics-text; version=1.0.0")
+    assert b'# {trace_id="' + b"ab" * 16 + b'"} 0.3' in body

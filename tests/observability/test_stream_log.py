@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -99,8 +100,8 @@ def test_configure_logging_installs_one_handler(fmt: str, capsys: pytest.Capture
         err = capsys.readouterr().err.strip().splitlines()[-1]
         if fmt == "json":
             assert json.loads(err) | {"ts": 0} == {
-                "ts": 0, "level": "INFO", "logger": "agent_proxy.test", "message": "hello", "agent": "demo",
-                "attempts": 2,
+                "ts": 0, "level": "INFO", "logger": "agent_proxy.test", "pid": os.getpid(),
+                "message": "hello", "agent": "demo", "attempts": 2,
             }  # fmt: skip
         else:
             assert err.endswith("INFO agent_proxy.test: hello agent=demo attempts=2")
