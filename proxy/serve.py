@@ -14,7 +14,7 @@ from aiohttp import web
 from proxy.app import create_app, drain
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
-from proxy.workers import run_workers
+from proxy.workers import die_with_parent, run_workers
 
 log = logging.getLogger("agent_proxy")
 
@@ -78,7 +78,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings.server.workers > 1:
         log.info(_banner(settings))
         return run_workers(settings, args)
-    if not args.worker:
+    if args.worker:
+        die_with_parent()
+    else:
         log.info(_banner(settings))
     try:
         import uvloop

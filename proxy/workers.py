@@ -7,6 +7,8 @@ workers as `serve --worker`, forwards SIGTERM/SIGINT to them, and tells the metr
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
@@ -21,6 +23,8 @@ from proxy.observability.multiprocess import prepare_multiprocess_dir, worker_ex
 
 log = logging.getLogger("agent_proxy")
 
+PR_SET_PDEATHSIG = 1
+
 
 def _reserve_port(host: str, port: int) -> socket.socket:
     """A bound, not listening, SO_REUSEPORT socket: fixes the port (also for port 0) for the workers."""
@@ -28,6 +32,18 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
+
+
+def die_with_parent() -> None:
+    """In a worker: get SIGTERM (and so drain) when the parent dies, even by SIGKILL (Linux)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(settings: Settings, args: argparse.Namespace) -> int:

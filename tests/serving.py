@@ -46,6 +46,7 @@ async def serve(
     assert process.stdout is not None
     log: list[str] = []
     ports: list[str] = []
+    reader: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(timeout):
             while len(ports) < listening:
@@ -61,9 +62,10 @@ async def serve(
         yield served
     finally:
         if process.returncode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-    await reader
+        if reader is not None:
+            await reader
 
 
 async def _drain_log(stdout: asyncio.StreamReader, log: list[str]) -> None:
