@@ -37,7 +37,7 @@ class FakeCollector:
 
     def spans(self) -> list[tuple[dict[str, Any], Any]]:
         """(resource attributes, span) for every span received."""
-        out = []
+        out: list[tuple[dict[str, Any], Any]] = []
         for req in self.requests:
             for rs in req.resource_spans:
                 resource = {a.key: a.value.string_value for a in rs.resource.attributes}

@@ -98,7 +98,7 @@ def test_prepare_multiprocess_dir_starts_empty(tmp_path: Path, monkeypatch: pyte
 def test_an_empty_multiproc_variable_means_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """prometheus-client switches to files (in the working directory!) when the variable merely exists;
     the proxy treats an empty one as unset and keeps in-memory values, with their exemplars."""
-    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     m = ProxyMetrics(["demo"], ["mock:fast"])
     assert m.multiproc_dir is None

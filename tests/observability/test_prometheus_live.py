@@ -376,7 +376,10 @@ async def wave(session: aiohttp.ClientSession, url: str) -> list[Seen]:
         run_once(session, url, "chat"),
         ws_streams(session, url, ["chat", "limited", "dropped", "sleepy", "broken"]),
     )
-    return [s for r in results for s in (r if isinstance(r, list) else [r])]
+    seen: list[Seen] = []
+    for r in results:
+        seen.extend(r if isinstance(r, list) else [r])  # type: ignore[list-item]
+    return seen
 
 
 # --- the queries -------------------------------------------------------------------------------
