@@ -17,6 +17,7 @@ from proxy.engine.breaker import Breakers
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
@@ -87,6 +88,7 @@ async def create_app(settings: Settings) -> web.Application:
     run = RunTransport(engine, observer)
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
+    install_cors(app, server.cors_allow_origins)
     app[ENGINE] = engine
     app[TELEMETRY] = telemetry
     app[SETTINGS] = settings

@@ -48,6 +48,8 @@ class ServerSettings(Section):
     """Streams one process runs at once (503 `overloaded` above)."""
     drain_timeout_s: float = Field(30.0, ge=0)
     """On SIGTERM, how long running streams may finish before they end with `shutdown`."""
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to call the proxy (`["*"]`: any; the demo allows any)."""
 
 
 class RetrySettings(Section):
@@ -247,6 +249,7 @@ def demo_settings() -> Settings:
     """The built-in demo: agent `demo` in front of the in-process mock upstream."""
     return Settings(
         demo=True,
+        server={"cors_allow_origins": ["*"]},
         upstreams={DEMO_UPSTREAM: {"base_url": "http://127.0.0.1:1/v1"}},  # rebound at start-up
         agents={
             "demo": {
