@@ -9,18 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from fastmcp.client.transports import StdioTransport
 from pydantic_ai import Agent, InstrumentationSettings
 from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.mcp import MCPToolset
-from pydantic_ai.models import Model, create_async_httpx2_client, infer_model
+from pydantic_ai.models import Model, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 from pydantic_ai.settings import ModelSettings
 
 from proxy.config import MCPServerSettings, RetrySettings, Settings, TimeoutSettings
 from proxy.structured import SchemaOutput, load_schema
+from proxy.upstream import LeanOpenAIChatModel, LeanOpenAIProvider
 
 
 @dataclass(slots=True)
@@ -59,7 +58,7 @@ class AgentRegistry:
     """The built agents and what they share; `start()` connects MCP servers, `aclose()` closes all."""
 
     agents: dict[str, AgentRuntime]
-    http_clients: list[httpx2.AsyncClient] = field(default_factory=list)
+    providers: dict[str, LeanOpenAIProvider] = field(default_factory=dict)
     toolsets: dict[str, MCPToolset] = field(default_factory=dict)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -73,8 +72,8 @@ class AgentRegistry:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-        for client in self.http_clients:
-            await client.aclose()
+        for provider in self.providers.values():
+            await provider.aclose()
 
 
 class ModelBuildError(ValueError):
@@ -108,28 +107,21 @@ def build_registry(
     With `instrumentation`, pydantic-ai's own spans (`invoke_agent`, `chat`, `execute_tool`) are
     recorded through it, under the proxy's stream and attempt spans."""
     registry = AgentRegistry(agents={})
-    providers: dict[str, OpenAICompatibleProvider] = {}
 
-    def provider_for(upstream: str, timeouts: TimeoutSettings) -> OpenAICompatibleProvider:
-        if upstream not in providers:
+    def provider_for(upstream: str, timeouts: TimeoutSettings) -> LeanOpenAIProvider:
+        if upstream not in registry.providers:
             cfg = settings.upstreams[upstream]
             key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-            client = create_async_httpx2_client(
-                timeout=httpx2.Timeout(None, connect=timeouts.connect_s),
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=1000),
+            registry.providers[upstream] = LeanOpenAIProvider(
+                upstream, base_url=cfg.base_url, api_key=key or "not-set", connect_timeout=timeouts.connect_s
             )
-            registry.http_clients.append(client)
-            providers[upstream] = OpenAICompatibleProvider(
-                upstream, base_url=cfg.base_url, api_key=key or "not-set", http_client=client
-            )
-        return providers[upstream]
+        return registry.providers[upstream]
 
     def model_for(agent: str, name: str, timeouts: TimeoutSettings) -> Model:
         upstream, sep, model_name = name.partition(":")
         if sep and upstream in settings.upstreams:
-            return OpenAIChatModel(
-                model_name, provider=provider_for(upstream, timeouts), settings=_model_settings()
-            )
+            provider = provider_for(upstream, timeouts)
+            return LeanOpenAIChatModel(model_name, provider=provider, settings=_model_settings())
         try:
             return infer_model(name)
         except Exception as exc:

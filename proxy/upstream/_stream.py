@@ -1,0 +1,91 @@
+"""`ChunkStream`: one streamed Chat Completions HTTP response -> its chunks, as plain dicts.
+
+Per chunk it costs one `orjson.loads` and a dict lookup for `error`. It stops at `data: [DONE]` or at
+the end of the body, raises the pydantic-ai exception for an in-stream error, a chunk that is not JSON
+(`ModelAPIError` caused by a `json.JSONDecodeError`) or a broken connection
+(`ModelConnectionError(phase="read")`), and closes the HTTP response on every way out, so that a
+consumer that stops early (cancellation) closes the upstream connection at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from proxy.upstream._errors import TRANSPORT_ERRORS, connection_error, decode_error, in_stream_error
+from proxy.upstream._sse import SSEDecoder
+
+_DONE = b"[DONE]"
+
+
+class ChunkStream:
+    """Async iterator of the chunk dicts of `response`; also an async context manager that closes it."""
+
+    __slots__ = ("_content", "_decoder", "_done", "_model_name", "_pending", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse, model_name: str) -> None:
+        self._response = response
+        self._content = response.content
+        self._model_name = model_name
+        self._decoder = SSEDecoder()
+        self._pending: deque[bytes] = deque()
+        self._done = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        pending = self._pending
+        while not pending:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                data = await self._content.readany()
+            except TRANSPORT_ERRORS as exc:
+                self.close()
+                raise connection_error(self._model_name, exc, "read") from exc
+            if not data:  # the end of the body: a stream that ended without `[DONE]`
+                self._finish()
+                raise StopAsyncIteration
+            pending.extend(self._decoder.feed(data))
+        payload = pending.popleft()
+        if payload.startswith(_DONE):
+            self._finish()
+            raise StopAsyncIteration
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            self.close()
+            raise decode_error(self._model_name, exc) from exc
+        if type(chunk) is dict and chunk.get("error"):
+            self.close()
+            raise in_stream_error(chunk.get("model") or self._model_name, chunk)
+        if type(chunk) is not dict:
+            self.close()
+            raise decode_error(self._model_name, ValueError(f"expected a JSON object, got {payload[:100]!r}"))
+        return chunk
+
+    def _finish(self) -> None:
+        # After `[DONE]` or the end of the body; release() keeps the connection only if the body was complete.
+        self._done = True
+        self._pending.clear()
+        self._response.release()
+
+    def close(self) -> None:
+        """Stop, and close the HTTP connection unless the response already ended."""
+        if not self._done:
+            self._done = True
+            self._pending.clear()
+        self._response.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Tests of `proxy.upstream`, the lean OpenAI-compatible model."""

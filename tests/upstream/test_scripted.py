@@ -1,0 +1,274 @@
+"""Streams the mock does not produce (reasoning fields, `<think>` tags, refusals, logprobs, parallel tool
+calls, list content, usage details, odd finish reasons, annotations, unusual SSE framing), served verbatim
+by a scripted upstream: the lean model's events and `ModelResponse` equal `OpenAIChatModel`'s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from pydantic_ai.direct import model_request_stream
+from pydantic_ai.messages import ModelMessage, ModelRequest
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.tools import ToolDefinition
+
+from proxy.upstream import LeanOpenAIChatModel
+from tests.upstream.conftest import KINDS, ModelFactory
+from tests.upstream.observe import dump_event, dump_messages
+
+HEAD = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000, "model": "scripted"}
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "index": 0,
+        "delta": delta if delta is not None else {},
+        "finish_reason": finish,
+    }
+    if "logprobs" in extra:
+        choice["logprobs"] = extra.pop("logprobs")
+    return {**HEAD, "choices": [choice], **extra}
+
+
+def usage(prompt: int, completion: int, **details: Any) -> dict[str, Any]:
+    return {
+        **HEAD,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        | details,
+    }
+
+
+def tool_delta(
+    index: int, args: str, call_id: str | None = None, name: str | None = None, **extra: Any
+) -> Any:
+    function: dict[str, Any] = {"arguments": args}
+    if name is not None:
+        function["name"] = name
+    call: dict[str, Any] = {"index": index, "function": function, **extra}
+    if call_id is not None:
+        call |= {"id": call_id, "type": "function"}
+    return {"tool_calls": [call]}
+
+
+def sse(*chunks: dict[str, Any], done: bool = True) -> bytes:
+    body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+    return body + (b"data: [DONE]\n\n" if done else b"")
+
+
+_LO = orjson.dumps(chunk({"content": "lo"}))
+_SPLIT = _LO.index(b'"choices"')  # a data line may end anywhere between JSON tokens
+LOGPROB = {
+    "token": "Hi",
+    "bytes": [72, 105],
+    "logprob": -0.1,
+    "top_logprobs": [{"token": "Hi", "logprob": -0.1}],
+}
+# Comments, `event:`/`id:`/`retry:` lines, CRLF, a JSON object over two `data:` lines. (No comment-only
+# block after the `id:`: the openai SDK keeps the last event id and dispatches such a block as an event
+# with empty data, which then fails to parse; the SSE specification says not to dispatch it.)
+FRAMED = (
+    b": keep-alive comment\r\n\r\n"
+    b"event: message\r\nid: 1\r\ndata: "
+    + orjson.dumps(chunk({"role": "assistant", "content": "Hel"}))
+    + b"\r\n\r\nretry: 100\ndata:"
+    + _LO[:_SPLIT]
+    + b"\ndata: "
+    + _LO[_SPLIT:]
+    + b"\n\ndata: "
+    + orjson.dumps(chunk({}, "stop"))
+    + b"\r\n\r\ndata: [DONE]\r\n\r\n"
+)
+
+SCRIPTS: dict[str, bytes] = {
+    "reasoning_content": sse(
+        chunk({"role": "assistant", "reasoning_content": "Let me "}),
+        chunk({"reasoning_content": "think."}),
+        chunk({"content": "\n\n"}),
+        chunk({"content": "Answer."}),
+        chunk({}, "stop"),
+        usage(10, 5, completion_tokens_details={"reasoning_tokens": 3}),
+    ),
+    "reasoning_interleaved": sse(
+        chunk({"content": "Part one."}),
+        chunk({"reasoning": "hmm"}),
+        chunk({"content": " "}),
+        chunk({"content": "Part two."}),
+        chunk({}, "stop"),
+    ),
+    "think_tags": sse(
+        chunk({"content": "<thi"}),
+        chunk({"content": "nk>pondering"}),
+        chunk({"content": " more</think>"}),
+        chunk({"content": "Result"}),
+        chunk({}, "stop"),
+    ),
+    "refusal": sse(
+        chunk({"role": "assistant", "refusal": "I can't "}), chunk({"refusal": "do that."}), chunk({}, "stop")
+    ),
+    "logprobs": sse(
+        chunk({"content": "Hi"}, logprobs={"content": [LOGPROB]}),
+        chunk({"content": "!"}, logprobs={"content": [LOGPROB | {"token": "!"}]}),
+        chunk({}, "stop"),
+    ),
+    "parallel_tools": sse(
+        chunk({"role": "assistant", "content": "Looking up."}),
+        chunk(tool_delta(0, '{"q":', "call_a", "lookup")),
+        chunk(tool_delta(1, "", "call_b", "search")),
+        chunk(tool_delta(0, '"x"}')),
+        chunk(tool_delta(1, '{"term": "y"}')),
+        chunk({}, "tool_calls"),
+        usage(7, 9),
+    ),
+    "tool_extra_content": sse(
+        chunk(
+            tool_delta(
+                0, '{"q": "z"}', "call_e", "lookup", extra_content={"google": {"thought_signature": "s"}}
+            )
+        ),
+        chunk({}, "tool_calls"),
+    ),
+    "list_content": sse(
+        chunk({"content": [{"type": "text", "text": "Hello "}, {"type": "reference", "id": 1}]}),
+        chunk({"content": [{"type": "text", "text": "world"}]}),
+        chunk({}, "stop"),
+    ),
+    "usage_details": sse(
+        chunk({"content": "ok"}),
+        chunk({}, "length", service_tier="default"),
+        usage(
+            100,
+            20,
+            prompt_tokens_details={"cached_tokens": 60, "audio_tokens": 0},
+            completion_tokens_details={"reasoning_tokens": 5, "audio_tokens": 0},
+        ),
+    ),
+    "finish_content_filter": sse(chunk({"content": "partial"}), chunk({}, "content_filter")),
+    "finish_unknown": sse(chunk({"content": "partial"}), chunk({}, "guardrail_intervened")),
+    "annotations": sse(
+        chunk({"content": "See example.com for more."}),
+        chunk(
+            {
+                "annotations": [
+                    {
+                        "type": "url_citation",
+                        "url_citation": {
+                            "url": "https://example.com",
+                            "title": "Ex",
+                            "start_index": 4,
+                            "end_index": 15,
+                        },
+                    }
+                ]
+            }
+        ),
+        chunk({}, "stop"),
+    ),
+    "odd_chunks": sse(
+        {**HEAD, "choices": []},
+        {**HEAD, "model": "", "choices": [{"index": 0, "delta": None, "finish_reason": None}]},
+        chunk({"content": "fine"}) | {"model": "scripted-2"},
+        chunk({}, "stop"),
+    ),
+    "no_done_no_finish": sse(chunk({"content": "cut "}), chunk({"content": "off"}), done=False),
+    "framing": FRAMED,
+}
+TOOLS = ModelRequestParameters(
+    function_tools=[
+        ToolDefinition(
+            name="lookup", parameters_json_schema={"type": "object", "properties": {"q": {"type": "string"}}}
+        ),
+        ToolDefinition(
+            name="search",
+            parameters_json_schema={"type": "object", "properties": {"term": {"type": "string"}}},
+        ),
+    ],
+    allow_text_output=True,
+)
+MESSAGES: list[ModelMessage] = [ModelRequest.user_text_prompt("go")]
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[str]:
+    """An upstream that answers the request for model `<name>` with `SCRIPTS[<name>]`, verbatim."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        script = SCRIPTS[body["model"]]
+        for i in range(0, len(script), 37):  # in odd pieces, to exercise the decoder's buffering
+            await response.write(script[i : i + 37])
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    await runner.cleanup()
+
+
+async def _observe(model: Model, settings: ModelSettings | None = None) -> tuple[list[Any], list[Any]]:
+    events: list[Any] = []
+    async with model_request_stream(
+        model, MESSAGES, model_request_parameters=TOOLS, model_settings=settings
+    ) as stream:
+        async for event in stream:
+            events.append(dump_event(event))
+        response = stream.get()
+    return events, dump_messages([response])
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+async def test_scripted_stream(scripted: str, models: ModelFactory, name: str) -> None:
+    settings = ModelSettings(openai_include_raw_annotations=True) if name == "annotations" else None  # type: ignore[typeddict-unknown-key]
+    sdk, lean = [await _observe(models(kind, name, scripted), settings) for kind in KINDS]
+    assert lean == sdk
+    events, (response,) = lean
+    assert response["state"] == "complete"
+    assert events or name == "refusal"
+
+
+@pytest.mark.parametrize("name", ["reasoning_content", "parallel_tools", "usage_details", "logprobs"])
+async def test_sdk_stream_mapping_fallback(scripted: str, models: ModelFactory, name: str) -> None:
+    """With `openai_include_unmapped_response_data`, pydantic-ai's stream mapping runs on SDK chunks."""
+    settings = ModelSettings(openai_include_unmapped_response_data=True)  # type: ignore[typeddict-unknown-key]
+    sdk, lean = [await _observe(models(kind, name, scripted), settings) for kind in KINDS]
+    assert lean == sdk
+
+
+async def test_spot_checks(scripted: str, models: ModelFactory) -> None:
+    """A few absolute facts, so that parity is not parity in a mistake."""
+    model = models("lean", "parallel_tools", scripted)
+    assert isinstance(model, LeanOpenAIChatModel)
+    _, (response,) = await _observe(model)
+    assert [p["part_kind"] for p in response["parts"]] == ["text", "tool-call", "tool-call"]
+    assert [p.get("args") for p in response["parts"][1:]] == ['{"q":"x"}', '{"term": "y"}']
+    assert response["finish_reason"] == "tool_call"
+    assert (response["usage"]["input_tokens"], response["usage"]["output_tokens"]) == (7, 9)
+
+    _, (response,) = await _observe(models("lean", "reasoning_content", scripted))
+    assert [p["part_kind"] for p in response["parts"]] == ["thinking", "text"]
+    assert response["parts"][0]["content"] == "Let me think."
+
+    _, (response,) = await _observe(models("lean", "refusal", scripted))
+    assert response["finish_reason"] == "content_filter"
+    assert response["provider_details"]["refusal"] == "I can't do that."
+
+    _, (response,) = await _observe(models("lean", "framing", scripted))
+    assert response["parts"][0]["content"] == "Hello"
+
+    _, (response,) = await _observe(models("lean", "no_done_no_finish", scripted))
+    assert response["finish_reason"] == "stop"
+    assert "finish_reason" not in (response["provider_details"] or {})
