@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,24 @@ def settings_for(mock: MockServer, agents: dict[str, Any], **sections: Any) -> S
         },
         **sections,
     )
+
+
+@pytest.fixture
+def blackhole_url() -> Iterator[str]:
+    """A port whose listen queue is full: SYNs beyond the backlog go unanswered, connects time out."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    yield f"http://127.0.0.1:{port}/v1"
+    for s in [*fillers, server]:
+        s.close()
 
 
 @pytest.fixture

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import aiohttp
-import pytest
 
 from proxy.config import Settings
 from tests.conftest import ProxyFactory
 from tests.support import post_stream
-
-
-@pytest.fixture
-def blackhole_url() -> Iterator[str]:
-    """A port that accepts no more connections: SYNs beyond the full backlog go unanswered."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    yield f"http://127.0.0.1:{port}/v1"
-    for s in [*fillers, server]:
-        s.close()
 
 
 async def test_connect_timeout_is_retried_then_reported(

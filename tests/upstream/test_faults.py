@@ -4,8 +4,6 @@ alike; what was streamed before the fault and the number of upstream requests ar
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -231,24 +229,6 @@ async def test_connection_refused(models: ModelFactory) -> None:
     assert errors[1]["class"] == "ModelConnectionError"
     assert errors[1]["phase"] == "connect"
     assert errors[1]["engine"].code == "upstream_unreachable"
-
-
-@pytest.fixture
-def blackhole_url() -> Iterator[str]:
-    """A port whose listen queue is full: connects to it time out."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    yield f"http://127.0.0.1:{port}/v1"
-    for s in [*fillers, server]:
-        s.close()
 
 
 async def test_connect_timeout(models: ModelFactory, blackhole_url: str) -> None:
