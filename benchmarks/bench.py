@@ -38,6 +38,11 @@ max_concurrent_streams = 8192
 [observability]
 stream_log = false
 
+[conversations]
+# Every SSE/WebSocket stream here starts a throwaway conversation; the default bound (10,000) would
+# show up as RSS growth that is the store filling to its bound, not a leak.
+max_conversations = 1000
+
 [timeouts]
 first_token_s = 120
 idle_s = 120
@@ -160,7 +165,8 @@ class Bench:
 
     async def run(self) -> None:
         n = 0.25 if self.quick else 1.0
-        await self.start(heartbeat=15, slow_chunks=10 if self.quick else 60)
+        # Heartbeats every 0.5 s: the slow streams (one chunk a second) carry one in every gap.
+        await self.start(heartbeat=0.5, slow_chunks=10 if self.quick else 60)
         try:
             # Warm up every path (imports, connection pools), then measure.
             for path in ("direct", "sse", "ws", "openai"):
@@ -205,7 +211,7 @@ class Bench:
                     else "slow",
                     concurrency=streams,
                     requests=streams,
-                    ramp_up_s=3,
+                    ramp_up_s=20,
                     timeout_s=200,
                 )
                 if path == "sse":

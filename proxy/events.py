@@ -16,6 +16,10 @@ FinishReason = Literal["stop", "length", "error", "timeout", "cancelled", "shutd
 AttemptOutcome = Literal["success", "error", "cancelled"]
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Field names per event class: `dataclasses.fields` is too slow to call per event."""
+
+
 @dataclass(slots=True, kw_only=True)
 class Event:
     """Base of every event. `seq` is assigned by the engine; heartbeats have none."""
@@ -26,11 +30,14 @@ class Event:
     seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
         out: dict[str, Any] = {"type": self.type}
-        for f in fields(self):
-            if f.name == "seq" and self.seq is None:
-                continue
-            out[f.name] = getattr(self, f.name)
+        for name in names:
+            out[name] = getattr(self, name)
+        if self.seq is None:
+            del out["seq"]
         return out
 
 
