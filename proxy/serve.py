@@ -54,7 +54,8 @@ async def serve_app(settings: Settings, reuse_port: bool = False) -> None:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     server = settings.server
-    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port)
+    # A deep accept queue: a burst of new streams must wait, not be refused.
+    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
