@@ -8,13 +8,18 @@ answer comes back as a `ChunkStream` of plain dicts, a complete one as the SDK's
 (built with the SDK's own `construct`, as the SDK does), so pydantic-ai's response mapping applies.
 
 No retries, no read or total timeout (the engine has its own deadlines): only `connect_timeout`, and a
-`timeout` model setting if one is given, as the SDK would apply it (connect and between reads).
+`timeout` model setting if one is given, as the SDK would apply it (connect and between reads). As the
+SDK's httpx client does, it trusts the environment: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (read once,
+when the session is created) and, for TLS, the CA bundle httpx uses (`SSL_CERT_FILE`/`SSL_CERT_DIR`, else
+certifi). Unlike aiohttp's `trust_env`, it does not read `~/.netrc` on every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -32,6 +37,16 @@ from proxy.upstream._stream import ChunkStream
 
 _OMITTED = (Omit, NotGiven)
 _NOT_SENT = frozenset({"extra_headers", "extra_body", "extra_query", "timeout"})
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (as httpx reads it), or None."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -77,7 +92,7 @@ class LeanOpenAIProvider(Provider[Any]):
         api_key: str | None = None,
         connect_timeout: float | None = 10.0,
         max_connections: int = 0,
-        keepalive_timeout: float = 30.0,
+        keepalive_timeout: float = 15.0,
         profile: ModelProfile | Callable[[str], ModelProfile | None] | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
@@ -96,6 +111,7 @@ class LeanOpenAIProvider(Provider[Any]):
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: str | None = None
         self._client = _ChatCompletionsClient(self)
 
     @property
@@ -126,9 +142,14 @@ class LeanOpenAIProvider(Provider[Any]):
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or session.closed or self._session_loop is not loop:
+            tls = httpx2.create_ssl_context() if self._url.startswith("https:") else None
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive_timeout
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive_timeout,
+                ssl=tls if tls is not None else True,
             )
+            self._proxy = _env_proxy(self._url)
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
@@ -165,11 +186,16 @@ class LeanOpenAIProvider(Provider[Any]):
         try:
             if timeout is None:
                 response = await session.post(
-                    self._url, data=_dumps(body), headers=headers, allow_redirects=False
+                    self._url, data=_dumps(body), headers=headers, proxy=self._proxy, allow_redirects=False
                 )
             else:
                 response = await session.post(
-                    self._url, data=_dumps(body), headers=headers, allow_redirects=False, timeout=timeout
+                    self._url,
+                    data=_dumps(body),
+                    headers=headers,
+                    proxy=self._proxy,
+                    allow_redirects=False,
+                    timeout=timeout,
                 )
         except TRANSPORT_ERRORS as exc:
             raise connection_error(model_name, exc, "read") from exc

@@ -182,3 +182,19 @@ async def test_headers(models: ModelFactory, echo_headers: tuple[str, list[dict[
     assert lean == sdk
     assert lean["authorization"] == "Bearer sk-test"
     assert lean["user-agent"] is not None and lean["user-agent"].startswith("pydantic-ai/")
+
+
+async def test_proxy_from_the_environment(
+    mock: MockServer, models: ModelFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the SDK's httpx client, the lean model sends through `HTTP_PROXY` (here: the mock itself)."""
+    monkeypatch.setenv("HTTP_PROXY", mock.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    for kind in KINDS:
+        obs = await observe_stream(models(kind, "m?chunks=3", "http://upstream.invalid/v1"))
+        assert obs.output == "tok0 tok1 tok2", kind
+    assert mock.stats.total.streams_completed == 2
+    monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+    obs = await observe_stream(models("lean", "m?chunks=3", "http://upstream.invalid/v1"))
+    assert obs.error is not None and obs.error["phase"] == "connect"
