@@ -61,7 +61,7 @@ model = "mock:paced?chunks=64&gap_ms=10"
 model = "mock:slow?chunks={slow_chunks}&gap_ms=1000"
 
 [agents.slow_warmup]
-model = "mock:slow_warmup?chunks=5&gap_ms=1000"
+model = "mock:slow_warmup?chunks=25&gap_ms=1000"
 """
 
 
@@ -205,8 +205,9 @@ class Bench:
                         warmup_requests=min(conc, 20),
                     )
             streams = 500 if self.quick else 2000
-            # A short round at full concurrency first: the allocator keeps the peak working set of
-            # that many streams, and "after warm-up" should compare like with like.
+            # A round at full concurrency first (its 25 s streams outlast the 20 s ramp-up, so all
+            # are open at once): the allocator keeps the peak working set of that many streams, and
+            # "after warm-up" should compare like with like.
             await run_load(
                 LoadConfig(
                     url=self.proxy_url,
