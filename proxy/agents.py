@@ -62,9 +62,6 @@ class AgentRegistry:
     toolsets: dict[str, MCPToolset] = field(default_factory=dict)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
-    def model_names(self) -> list[str]:
-        return sorted({m.name for rt in self.agents.values() for m in rt.models})
-
     async def start(self) -> None:
         """Connect every MCP server once, so that streams do not pay for it."""
         for toolset in self.toolsets.values():
