@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import values as prometheus_values
 
 from proxy.app import ENGINE, create_app
 from proxy.config import Settings
@@ -61,6 +62,16 @@ def blackhole_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/v1"
     for s in [*fillers, server]:
         s.close()
+
+
+@pytest.fixture(autouse=True)
+def isolated_metrics_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts and ends in prometheus-client's in-memory mode: a test that switches this
+    process to multiprocess mode (as `serve --workers` does) must not leak it into later apps."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    value_class = prometheus_values.ValueClass
+    yield
+    prometheus_values.ValueClass = value_class
 
 
 @pytest.fixture

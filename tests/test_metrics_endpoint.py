@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, settings_for
@@ -20,6 +21,12 @@ async def test_streams_are_counted_and_bad_names_create_no_series(
     async with session.get(f"{proxy.url}/metrics") as resp:
         assert resp.status == 200
         body = await resp.text()
-    assert 'agent_proxy_requests_total{agent="a",outcome="stop",transport="sse"} 1.0' in body
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    key = ("agent_proxy_requests_total", (("agent", "a"), ("outcome", "stop"), ("transport", "sse")))
+    assert samples[key] == 1.0
     assert "evil-agent" not in body
     assert "path-xyz" not in body
