@@ -27,7 +27,6 @@ from proxy.transports.ws import WSTransport
 log = logging.getLogger("agent_proxy")
 
 ENGINE = web.AppKey("engine", Engine)
-SETTINGS = web.AppKey("settings", Settings)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -91,7 +90,6 @@ async def create_app(settings: Settings) -> web.Application:
     install_cors(app, server.cors_allow_origins)
     app[ENGINE] = engine
     app[TELEMETRY] = telemetry
-    app[SETTINGS] = settings
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)
     app.router.add_get("/v1/ws", ws.handle)

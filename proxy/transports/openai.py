@@ -23,9 +23,9 @@ from proxy.engine.inputs import ChatMessage, RunOptions
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
+from proxy.transports.collect import Collector, error_status, stream_error
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
-from proxy.transports.run import Collector, error_status, stream_error
 from proxy.transports.sse import SSE_HEADERS
 from proxy.transports.wire import encode_json
 

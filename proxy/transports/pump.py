@@ -17,7 +17,8 @@ from proxy.observability.observer import Observer, StreamContext, StreamOutcome
 
 Send = Callable[[Event], Awaitable[None]]
 
-CLIENT_GONE = (ConnectionResetError, ConnectionError)
+CLIENT_GONE = ConnectionError
+"""What a write raises when the client went away (ConnectionResetError among them)."""
 
 
 async def _heartbeats(
