@@ -1,21 +1,26 @@
 """Waiting on an upstream attempt under its deadlines, cancellably.
 
-One `asyncio.timeout_at` per wait enforces the first-token deadline (from the attempt's start to
-its first event), the idle gap between events, and the stream's total deadline; `cancel()` moves the
-pending wait's deadline to now, which interrupts it at no cost per event. Cancelling a wait cancels
-the upstream read; the caller then leaves the run's context, which closes the request.
+Each wait has one deadline: the first-token deadline (from the attempt's start to its first event),
+the idle gap between events, or the stream's total deadline, whichever comes first. One timer per
+attempt watches it and re-arms itself lazily, so a wait costs a clock read and a few assignments;
+an `asyncio.timeout` per wait cost a timer handle and its cancellation per event, about a third of
+the engine's CPU per chunk (docs/performance.md). When the deadline passes, or `cancel()` is called,
+the waiting task is cancelled, which cancels the upstream read; the caller then leaves the run's
+context, which closes the request. Call `close()` when the attempt ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from proxy.config import TimeoutSettings
 from proxy.engine.failures import AttemptTimeout
 
 T = TypeVar("T")
+
+_Kind = Literal["first_token", "idle", "total"]
 
 
 class AttemptCancelled(Exception):
@@ -29,34 +34,77 @@ class Pacer:
         self._stream_deadline = stream_deadline
         self._first_deadline = self._loop.time() + timeouts.first_token_s
         self._got_first = False
-        self._waiting: asyncio.Timeout | None = None
+        self._deadline = 0.0
+        self._waiter: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._interrupting = False
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-        if self._waiting is not None:
-            self._waiting.reschedule(self._loop.time())
+        self._interrupt()
+
+    def close(self) -> None:
+        """Stop the timer (the attempt is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _interrupt(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not self._interrupting:
+            self._interrupting = True
+            waiter.cancel()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # between waits: the next wait re-arms it
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+        else:
+            self._interrupt()
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """`await awaitable` under the deadline in force; AttemptTimeout / AttemptCancelled instead."""
         if self.cancelled:
             raise AttemptCancelled
-        timeouts = self._timeouts
+        kind: _Kind
         if self._got_first:
-            kind, limit, deadline = "idle", timeouts.idle_s, self._loop.time() + timeouts.idle_s
+            kind, deadline = "idle", self._loop.time() + self._timeouts.idle_s
         else:
-            kind, limit, deadline = "first_token", timeouts.first_token_s, self._first_deadline
+            kind, deadline = "first_token", self._first_deadline
         if deadline >= self._stream_deadline:
-            kind, limit, deadline = "total", timeouts.total_s, self._stream_deadline
+            kind, deadline = "total", self._stream_deadline
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._waiter = waiter = asyncio.current_task()
+        assert waiter is not None
+        cancelling = waiter.cancelling()
         try:
-            async with asyncio.timeout_at(deadline) as self._waiting:
-                return await awaitable
-        except TimeoutError as exc:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self._interrupting:
+                raise
+            self._interrupting = False
+            if waiter.uncancel() > cancelling:
+                raise  # cancelled from elsewhere too: that cancellation wins
             if self.cancelled:
                 raise AttemptCancelled from None
-            raise AttemptTimeout(kind, limit) from exc
+            raise AttemptTimeout(kind, self._limit(kind)) from None
         finally:
-            self._waiting = None
+            self._waiter = None
+            if self._interrupting:  # interrupted, but the awaitable ended another way
+                self._interrupting = False
+                waiter.uncancel()
+
+    def _limit(self, kind: _Kind) -> float:
+        t = self._timeouts
+        return {"first_token": t.first_token_s, "idle": t.idle_s, "total": t.total_s}[kind]
 
     async def paced(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
         """The items of `source`, each awaited with `wait`."""

@@ -283,6 +283,8 @@ class _Run:
             failure = classify(exc)
             yield self._attempt_finished(choice, started, "error", failure)
             raise AttemptFailed(failure) from exc
+        finally:
+            pacer.close()
         yield self._attempt_finished(choice, started, "success", None)
 
     def _attempt_finished(
