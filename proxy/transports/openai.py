@@ -23,6 +23,7 @@ from proxy.engine.inputs import ChatMessage, RunOptions
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
+from proxy.transports.body import BodyWriter
 from proxy.transports.collect import Collector, error_status, stream_error
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
@@ -261,31 +262,32 @@ class OpenAITransport:
             raise
         chunks = _Chunks(f"chatcmpl-{stream.id}", created, chat.model)
         failed = False
+        body = BodyWriter(request, response)
 
         async def send(event: Event) -> None:
             nonlocal failed
             if isinstance(event, Delta):
-                await response.write(chunks.content(event.text))
+                await body.write(chunks.content(event.text))
             elif isinstance(event, Heartbeat):
-                await response.write(KEEPALIVE)
+                await body.write(KEEPALIVE)
             elif isinstance(event, Start):
-                await response.write(chunks.choice({"role": "assistant", "content": ""}))
+                await body.write(chunks.choice({"role": "assistant", "content": ""}))
             elif isinstance(event, Output):
                 if not event.partial:
-                    await response.write(chunks.content(encode_json(event.data).decode()))
+                    await body.write(chunks.content(encode_json(event.data).decode()))
             elif isinstance(event, Error):
                 failed = True
-                await response.write(_error_chunk(event))
+                await body.write(_error_chunk(event))
             elif isinstance(event, End) and not failed:
                 # An `end` without `error` that stopped early (shutdown) must not look complete either.
                 early = stream_error(event, None)
                 if early is not None:
-                    await response.write(_error_chunk(early))
+                    await body.write(_error_chunk(early))
                     return
                 tail = chunks.choice({}, event.finish_reason)
                 if chat.include_usage:
                     tail += chunks.usage(event)
-                await response.write(tail + DONE)
+                await body.write(tail + DONE)
             # `retry` is invisible (the engine never retries after content here); `tool_call` and
             # `tool_result` stay inside the proxy, which runs the tools itself.
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from proxy.engine import Engine
 from proxy.events import Event
 from proxy.observability.observer import Observer
+from proxy.transports.body import BodyWriter
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.wire import encode_json
@@ -54,8 +55,10 @@ class SSETransport:
             await stream.aclose()
             raise
 
+        body = BodyWriter(request, response)
+
         async def send(event: Event) -> None:
-            await response.write(encode_sse(event))
+            await body.write(encode_sse(event))
 
         ctx = stream_context(request, stream.id, agent, "sse")
         end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)

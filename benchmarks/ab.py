@@ -1,0 +1,119 @@
+"""The proxy's CPU per stream against a previous version of itself, measured side by side in one run.
+
+    .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6]
+
+Checks `--base` out into a temporary git worktree, starts the mock upstream once and two proxies on
+it (the base and the working tree, with the same config and the same venv), warms both up, then
+alternates the same load between them round by round (the order flips each round), so the noise of a
+shared machine falls on both alike. Prints the median proxy CPU per stream (from /proc) and TTFT p50
+of each, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench import CONFIG, cpu_seconds, free_port, wait_ready  # noqa: E402
+from proxy.loadtest import LoadConfig, run_load  # noqa: E402
+from proxy.loadtest.config import Target  # noqa: E402
+
+
+def spawn(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+class Proxy:
+    def __init__(self, name: str, tree: Path, config: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # `-m` from the tree's directory: its `proxy` package comes before the editable install's.
+        self.process = spawn(
+            "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(self.port), cwd=tree
+        )
+        self.cpu: list[float] = []
+        self.ttft: list[float] = []
+
+    async def measure(self, path: Target, concurrency: int, requests: int) -> None:
+        config = LoadConfig(
+            url=self.url,
+            target=path,
+            agent="fast",
+            concurrency=concurrency,
+            requests=requests,
+        )
+        before = cpu_seconds(self.process.pid)
+        result = await run_load(config)
+        if result.ok != result.total:
+            raise RuntimeError(f"{self.name}: {result.total - result.ok} of {result.total} streams failed")
+        self.cpu.append((cpu_seconds(self.process.pid) - before) / result.total * 1000)
+        self.ttft.append(result.ttft["p50"] * 1000)
+
+
+async def compare(base_tree: Path, args: argparse.Namespace) -> None:
+    mock_port = free_port()
+    mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
+    config = Path(tempfile.mkdtemp()) / "ab.toml"
+    config.write_text(CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1))
+    proxies = [Proxy(f"base ({args.base})", base_tree, config), Proxy("working tree", ROOT, config)]
+    try:
+        await wait_ready(f"http://127.0.0.1:{mock_port}/health")
+        for proxy in proxies:
+            await wait_ready(f"{proxy.url}/readyz")
+        for path in args.paths:
+            for concurrency in args.concurrency:
+                for proxy in proxies:
+                    proxy.cpu.clear()
+                    proxy.ttft.clear()
+                    await proxy.measure(path, 8, 100)  # warm-up
+                for i in range(args.rounds):
+                    for proxy in proxies if i % 2 == 0 else proxies[::-1]:
+                        await proxy.measure(path, concurrency, args.requests)
+                base, new = (statistics.median(p.cpu) for p in proxies)
+                base_ttft, new_ttft = (statistics.median(p.ttft) for p in proxies)
+                print(
+                    f"{path:6} c={concurrency:<3} CPU ms/stream: base {base:6.2f}  new {new:6.2f}  "
+                    f"new/base {new / base:5.2f}   TTFT p50 ms: base {base_ttft:7.2f}  new {new_ttft:7.2f}",
+                    flush=True,
+                )
+    finally:
+        for process in [mock, *(p.process for p in proxies)]:
+            process.terminate()
+            process.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", default="HEAD~1", help="git revision to compare against")
+    parser.add_argument(
+        "--paths", nargs="+", default=["sse", "ws", "openai"], choices=["sse", "ws", "openai"]
+    )
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 20])
+    parser.add_argument("--requests", type=int, default=200, help="streams per round and proxy")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.base], cwd=ROOT, check=True)
+        try:
+            asyncio.run(compare(tree, args))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+
+
+if __name__ == "__main__":
+    main()
