@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from urllib.parse import urlsplit
+
 import aiohttp
+import orjson
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, settings_for
-from tests.support import assert_stream_invariants, post_stream, read_sse
+from tests.support import assert_stream_invariants, parse_sse_block, post_stream, read_sse
 
 
 async def test_post_stream_sends_start_deltas_end_with_the_upstream_text(
@@ -82,3 +87,27 @@ async def test_upstream_sdk_retries_are_off(
     assert result.types() == ["start", "error", "end"]
     assert mock.stats.total.requests == 1
     assert result.end["attempts"] == 1
+
+
+async def test_an_http_1_0_client_gets_the_events_unframed_until_the_connection_closes(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    # HTTP/1.0 has no chunked encoding: the body is the bare SSE text, ended by closing the socket.
+    proxy = await make_proxy(settings_for(mock, {"a": "m?chunks=5"}))
+    url = urlsplit(proxy.url)
+    body = orjson.dumps({"prompt": "hi"})
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(
+        b"POST /v1/agents/a/stream HTTP/1.0\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    raw = await asyncio.wait_for(reader.read(), 10)  # to EOF
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert payload.startswith(b"id: 0\nevent: start\ndata: {")  # no chunk-size line
+    assert b"\r" not in payload
+    events = [parse_sse_block(block, time.monotonic()) for block in payload.split(b"\n\n") if block]
+    assert [e.event for e in events if e is not None] == ["start"] + ["delta"] * 5 + ["end"]
+    assert_stream_invariants([e.data for e in events if e is not None])
