@@ -4,7 +4,8 @@ Two paths give the same events, history and errors:
 - agents with tools or structured output run the whole agent loop (`run_stream_events`: it never
   debounces, runs tools, and leaving its `async with` cancels the run and the upstream request);
 - plain text agents without tools take the direct model stream (`model_request_stream`): the same
-  model request without the agent loop's layers, which cost most of the CPU per chunk.
+  model request without the agent loop's layers, which cost most of the CPU per chunk. With the lean
+  model, chunks that only add text arrive as `PlainText` (see `proxy/upstream/_streamed_response.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import Pacer
 from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
 from proxy.structured import OUTPUT_TOOL_PREFIX
+from proxy.upstream import LeanStreamedResponse, PlainText
 
 TEXT_ONLY = ModelRequestParameters(output_mode="text", allow_text_output=True)
 
@@ -86,6 +88,8 @@ class _PartialOutput:
 
 def _part_event(ev: object, stream_id: str, output: _PartialOutput | None) -> Event | None:
     """Our event for one model-stream event, if it carries anything a client sees."""
+    if type(ev) is PlainText:
+        return Delta(stream_id=stream_id, text=ev.text)
     if isinstance(ev, PartDeltaEvent):
         if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
             return Delta(stream_id=stream_id, text=ev.delta.content_delta)
@@ -210,6 +214,8 @@ async def _direct_attempt(
     async with AsyncExitStack() as stack:
         # Opening the stream already waits for the upstream's first chunk: pace it too.
         stream = await pacer.wait(stack.enter_async_context(request_stream))
+        if isinstance(stream, LeanStreamedResponse):
+            stream.plain_text_events = True  # only the text is wanted here
         async for ev in pacer.paced(aiter(stream)):
             event = _part_event(ev, stream_id, None)
             if event is not None:

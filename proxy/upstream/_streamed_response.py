@@ -7,10 +7,21 @@ and hands them to the same parts manager and the same helpers it inherits (`_adv
 `_map_finish_reason`, `_missing_finish_reason`, `_flush_pending_chat_annotations`, `_map_usage`), so
 the events, the final `ModelResponse`, its usage, finish reason and `provider_details` are the same.
 Only a chunk that carries usage (the last one) or moderation is turned into the SDK's object, once.
+
+A consumer that only wants the answer's text (the engine's direct path) sets `plain_text_events`
+before iterating. Then, from the first chunk on, each chunk that only adds text to the answer (no
+finish reason, usage, reasoning, refusal, logprobs, annotations or tool calls; text that is not a
+thinking tag and holds no zero-width character, so special-token restoration leaves it as it is)
+is yielded as a `PlainText` event, without the parts manager and the restorer, whose per-delta
+copies were a fifth of the proxy's CPU per stream (docs/performance.md). The text is recorded in
+the parts manager and the restorer as one piece when the first other chunk arrives, or at the end;
+that chunk and everything after it take the full mapping. The `ModelResponse` is the same either
+way (`tests/upstream/test_plain_text.py` compares them).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +55,17 @@ def _map_logprobs(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+"""What special-token restoration removes (pydantic-ai `_special_tokens`): text without it is unchanged."""
+
+
+@dataclass(slots=True)
+class PlainText:
+    """Text the answer's text part grew by, in place of pydantic-ai's part events (`plain_text_events`)."""
+
+    text: str
+
+
 @dataclass
 class LeanStreamedResponse(OpenAIStreamedResponse):
     """A streamed Chat Completion read from a `ChunkStream`, starting with its already read first chunk."""
@@ -51,6 +73,8 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
     _stream: ChunkStream | None = None
     _first_chunk: dict[str, Any] | None = None
     _text_pieces: list[str] = field(default_factory=list[str], init=False)
+    plain_text_events: bool = field(default=False, init=False)
+    """Yield `PlainText` for chunks that only add text (see the module docstring); set before iterating."""
 
     async def close_stream(self) -> None:
         if self._stream is not None:
@@ -62,8 +86,26 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
     async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
         assert self._stream is not None and self._first_chunk is not None
         first, self._first_chunk = self._first_chunk, None
-        for event in self._map_chunk(first):
-            yield event
+        mapped: dict[str, Any] | None = first
+        if self.plain_text_events and not self._model_profile.get("ignore_streamed_leading_whitespace"):
+            mapped = None
+            texts: list[str] = []
+            try:
+                chunk: dict[str, Any] | None = first
+                while chunk is not None:
+                    text = self._plain_text(chunk)
+                    if text is None:
+                        mapped = chunk
+                        break
+                    if text:
+                        texts.append(text)
+                        yield PlainText(text)  # type: ignore[misc]
+                    chunk = await anext(self._stream, None)
+            finally:
+                self._record_text(texts)
+        if mapped is not None:
+            for event in self._map_chunk(mapped):
+                yield event
         async for chunk in self._stream:
             for event in self._map_chunk(chunk):
                 yield event
@@ -87,7 +129,52 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
             for event in self._flush_pending_chat_annotations():
                 yield event
 
-    def _map_chunk(self, chunk: dict[str, Any]) -> Iterator[ModelResponseStreamEvent]:
+    def _plain_text(self, chunk: dict[str, Any]) -> str | None:
+        """The text `chunk` adds ("" for none), after its bookkeeping, if that is all it does; else None."""
+        if chunk.get("usage") is not None or chunk.get("moderation"):
+            return None
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        if choice.get("finish_reason") or choice.get("logprobs"):
+            return None
+        text = ""
+        delta = choice.get("delta")
+        if delta is not None:
+            if delta.get("refusal") or delta.get("tool_calls") or isinstance(delta.get("annotations"), list):
+                return None
+            profile = self._model_profile
+            for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content"):
+                if name and delta.get(name):
+                    return None
+            content = delta.get("content")
+            if content is not None and content != "":
+                tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
+                if type(content) is not str or (tags and content == tags[0]) or _ZERO_WIDTH.search(content):
+                    return None
+                text = content
+        self._note_chunk(chunk)
+        return text
+
+    def _record_text(self, texts: list[str]) -> None:
+        """Record text sent as `PlainText` in the parts manager and restorer, as the full mapping does."""
+        if not texts:
+            return
+        text = "".join(texts)
+        self._text_pieces.append(text)
+        restorer = self._parts_manager.special_token_restorer
+        # No thinking tags: each piece was checked, and together they are one text part's content.
+        for event in self._parts_manager.handle_text_delta(
+            vendor_part_id=("content", self._content_generation), content=text
+        ):
+            if isinstance(event, PartStartEvent):
+                self._advance_part_boundary("content")
+            if restorer is not None:
+                restorer.restore(event)  # keeps its look-behind for a joiner in the next chunk
+
+    def _note_chunk(self, chunk: dict[str, Any]) -> None:
+        """Record the chunk's response-level fields: timestamp, usage, ids, moderation, service tier."""
         if self._provider_timestamp is None and (created := chunk.get("created")):
             self._provider_timestamp = number_to_datetime(created)
             self.provider_details = {**(self.provider_details or {}), "timestamp": self._provider_timestamp}
@@ -112,6 +199,8 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         if service_tier := chunk.get("service_tier"):
             self.provider_details = {**(self.provider_details or {}), "service_tier": service_tier}
 
+    def _map_chunk(self, chunk: dict[str, Any]) -> Iterator[ModelResponseStreamEvent]:
+        self._note_chunk(chunk)
         choices = chunk.get("choices")
         if not choices:
             return

@@ -1,6 +1,7 @@
 """Streams the mock does not produce (reasoning fields, `<think>` tags, refusals, logprobs, parallel tool
 calls, list content, usage details, odd finish reasons, annotations, unusual SSE framing), served verbatim
-by a scripted upstream: the lean model's events and `ModelResponse` equal `OpenAIChatModel`'s."""
+by a scripted upstream: the lean model's events and `ModelResponse` equal `OpenAIChatModel`'s, and with
+`plain_text_events` (the engine's direct path) the texts sent and the `ModelResponse` stay the same."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
-from proxy.upstream import LeanOpenAIChatModel
+from proxy.engine.attempt import _part_event
+from proxy.events import Delta
+from proxy.upstream import LeanOpenAIChatModel, LeanStreamedResponse
 from tests.upstream.conftest import KINDS, ModelFactory
 from tests.upstream.observe import dump_event, dump_messages
 
@@ -180,6 +183,46 @@ SCRIPTS: dict[str, bytes] = {
     ),
     "no_done_no_finish": sse(chunk({"content": "cut "}), chunk({"content": "off"}), done=False),
     "framing": FRAMED,
+    # What the proxy's plain-text path must hand over to the full mapping, at the start or midway.
+    "long_plain": sse(
+        chunk({"role": "assistant", "content": ""}),
+        *(chunk({"content": f"w{i} "}) for i in range(40)),
+        chunk({}, "stop"),
+        usage(3, 40),
+    ),
+    "joiner_in_token": sse(  # the joiner pydantic-ai put after a token's first character, split off
+        chunk({"content": "say <"}),
+        chunk({"content": "\u200d|im_start|> ok"}),
+        chunk({"content": " <\u200d|im_end|>"}),
+        chunk({}, "stop"),
+    ),
+    "joiner_not_in_token": sse(chunk({"content": "a\u200db <"}), chunk({"content": "c"}), chunk({}, "stop")),
+    "think_token_first": sse(
+        chunk({"content": "<think>"}),
+        chunk({"content": "hmm"}),
+        chunk({"content": "</think>"}),
+        chunk({"content": "Answer"}),
+        chunk({}, "stop"),
+    ),
+    "think_token_midway": sse(
+        chunk({"content": "Intro "}),
+        chunk({"content": "<think>"}),
+        chunk({"content": "x"}),
+        chunk({"content": "</think>"}),
+        chunk({"content": "done"}),
+        chunk({}, "stop"),
+    ),
+    "whitespace_first": sse(chunk({"content": "  "}), chunk({"content": "Hi"}), chunk({}, "stop")),
+    "usage_every_chunk": sse(
+        chunk({"content": "a"}, usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+        chunk({"content": "b"}, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+        chunk({}, "stop"),
+    ),
+    "text_then_tool": sse(
+        chunk({"content": "Let me check. "}),
+        chunk(tool_delta(0, '{"q": "x"}', "call_t", "lookup")),
+        chunk({}, "tool_calls"),
+    ),
 }
 TOOLS = ModelRequestParameters(
     function_tools=[
@@ -272,3 +315,41 @@ async def test_spot_checks(scripted: str, models: ModelFactory) -> None:
     _, (response,) = await _observe(models("lean", "no_done_no_finish", scripted))
     assert response["finish_reason"] == "stop"
     assert "finish_reason" not in (response["provider_details"] or {})
+
+
+async def _observe_text(model: Model, plain: bool) -> tuple[list[str], list[Any]]:
+    """The texts the engine's direct path sends, and the `ModelResponse`, with or without `PlainText`."""
+    texts: list[str] = []
+    async with model_request_stream(model, MESSAGES, model_request_parameters=TOOLS) as stream:
+        assert isinstance(stream, LeanStreamedResponse)
+        stream.plain_text_events = plain
+        async for event in stream:
+            delta = _part_event(event, "str_x", None)
+            if isinstance(delta, Delta):
+                texts.append(delta.text)
+        response = stream.get()
+    return texts, dump_messages([response])
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+async def test_plain_text_events_send_the_same_text_and_keep_the_same_response(
+    scripted: str, models: ModelFactory, name: str
+) -> None:
+    model = models("lean", name, scripted)
+    full, plain = [await _observe_text(model, plain) for plain in (False, True)]
+    assert plain == full
+
+
+async def test_plain_text_spot_checks(scripted: str, models: ModelFactory) -> None:
+    texts, (response,) = await _observe_text(models("lean", "long_plain", scripted), True)
+    assert texts == [f"w{i} " for i in range(40)]
+    assert [(p["part_kind"], p["content"]) for p in response["parts"]] == [("text", "".join(texts))]
+    assert response["state"] == "complete" and response["finish_reason"] == "stop"
+    assert (response["usage"]["input_tokens"], response["usage"]["output_tokens"]) == (3, 40)
+
+    texts, _ = await _observe_text(models("lean", "joiner_in_token", scripted), True)
+    assert "".join(texts) == "say <|im_start|> ok <|im_end|>"
+
+    texts, (response,) = await _observe_text(models("lean", "think_token_midway", scripted), True)
+    assert texts == ["Intro ", "done"]
+    assert [p["part_kind"] for p in response["parts"]] == ["text", "thinking", "text"]
