@@ -16,7 +16,7 @@ is yielded as a `PlainText` event, without the parts manager and the restorer, w
 copies were a fifth of the proxy's CPU per stream (docs/performance.md). The text is recorded in
 the parts manager and the restorer as one piece when the first other chunk arrives, or at the end;
 that chunk and everything after it take the full mapping. The `ModelResponse` is the same either
-way (`tests/upstream/test_plain_text.py` compares them).
+way (`tests/upstream/test_scripted.py` compares them).
 """
 
 from __future__ import annotations
