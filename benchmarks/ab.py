@@ -19,13 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import CONFIG, ROOT, cpu_seconds, free_port, wait_ready
 
-from benchmarks.bench import CONFIG, cpu_seconds, free_port, wait_ready  # noqa: E402
-from proxy.loadtest import LoadConfig, run_load  # noqa: E402
-from proxy.loadtest.config import Target  # noqa: E402
+from proxy.loadtest import LoadConfig, run_load
+from proxy.loadtest.config import Target
 
 
 def spawn(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
