@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import values as prometheus_values
 
+from proxy.agents import AgentRegistry, build_registry
 from proxy.app import ENGINE, create_app
 from proxy.config import Settings
 from proxy.engine import Engine
@@ -72,6 +73,22 @@ def isolated_metrics_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     value_class = prometheus_values.ValueClass
     yield
     prometheus_values.ValueClass = value_class
+
+
+@pytest.fixture(params=["direct", "agent_loop"])
+def attempt_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both attempt paths: text agents take the direct model stream, and here also
+    the agent loop that agents with tools or structured output take (`proxy/engine/attempt.py`)."""
+    if request.param == "agent_loop":
+
+        def agent_loop_registry(*args: Any, **kwargs: Any) -> AgentRegistry:
+            registry = build_registry(*args, **kwargs)
+            for runtime in registry.agents.values():
+                runtime.direct = False
+            return registry
+
+        monkeypatch.setattr("proxy.app.build_registry", agent_loop_registry)
+    return str(request.param)
 
 
 @pytest.fixture

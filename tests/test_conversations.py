@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
 
 from proxy.conversations import MemoryConversationStore
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, settings_for
 from tests.support import post_stream
+
+# Both attempt paths: the direct model stream and the agent loop.
+pytestmark = pytest.mark.usefixtures("attempt_path")
 
 
 async def test_second_prompt_continues_the_conversation(

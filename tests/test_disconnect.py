@@ -6,10 +6,14 @@ from collections.abc import Awaitable
 
 import aiohttp
 import orjson
+import pytest
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, no_pending_tasks, settings_for
 from tests.support import read_sse
+
+# Both attempt paths: the direct model stream and the agent loop.
+pytestmark = pytest.mark.usefixtures("attempt_path")
 
 SLOW = "slow?chunks=500&gap_ms=20"
 SILENT = "silent?ttfc_ms=60000"

@@ -6,10 +6,14 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, settings_for
 from tests.support import assert_stream_invariants, post_stream
+
+# Both attempt paths: the direct model stream and the agent loop.
+pytestmark = pytest.mark.usefixtures("attempt_path")
 
 FAST_RETRY: dict[str, Any] = {"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_jitter_s": 0.01}
 DOWN = "down?fault=http500"

@@ -18,6 +18,9 @@ from proxy.mock_upstream import MockServer, closed_port_url
 from tests.conftest import Proxy, ProxyFactory, no_pending_tasks, settings_for
 from tests.support import assert_stream_invariants, read_sse
 
+# Both attempt paths: the direct model stream and the agent loop.
+pytestmark = pytest.mark.usefixtures("attempt_path")
+
 CHUNKS = 4
 GOOD_TEXT = " ".join(f"tok{i}" for i in range(CHUNKS))
 MAX_ATTEMPTS = 3
