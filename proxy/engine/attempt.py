@@ -5,7 +5,7 @@ Two paths give the same events, history and errors:
   debounces, runs tools, and leaving its `async with` cancels the run and the upstream request);
 - plain text agents without tools take the direct model stream (`model_request_stream`): the same
   model request without the agent loop's layers, which cost most of the CPU per chunk. With the lean
-  model, chunks that only add text arrive as `PlainText` (see `proxy/upstream/_streamed_response.py`).
+  model, chunks that only add text arrive as `PlainText` (`proxy/plain_text.py`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from proxy.engine.failures import IncompleteStream
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import Pacer
 from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
+from proxy.plain_text import PlainText, PlainTextSource
 from proxy.structured import OUTPUT_TOOL_PREFIX
-from proxy.upstream import LeanStreamedResponse, PlainText
 
 TEXT_ONLY = ModelRequestParameters(output_mode="text", allow_text_output=True)
 
@@ -214,7 +214,7 @@ async def _direct_attempt(
     async with AsyncExitStack() as stack:
         # Opening the stream already waits for the upstream's first chunk: pace it too.
         stream = await pacer.wait(stack.enter_async_context(request_stream))
-        if isinstance(stream, LeanStreamedResponse):
+        if isinstance(stream, PlainTextSource):
             stream.plain_text_events = True  # only the text is wanted here
         async for ev in pacer.paced(aiter(stream)):
             event = _part_event(ev, stream_id, None)

@@ -19,6 +19,6 @@ or body that is not JSON.
 from proxy.upstream._model import LeanOpenAIChatModel
 from proxy.upstream._provider import LeanOpenAIProvider
 from proxy.upstream._stream import ChunkStream
-from proxy.upstream._streamed_response import LeanStreamedResponse, PlainText
+from proxy.upstream._streamed_response import LeanStreamedResponse
 
-__all__ = ["ChunkStream", "LeanOpenAIChatModel", "LeanOpenAIProvider", "LeanStreamedResponse", "PlainText"]
+__all__ = ["ChunkStream", "LeanOpenAIChatModel", "LeanOpenAIProvider", "LeanStreamedResponse"]

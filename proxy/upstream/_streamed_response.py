@@ -36,6 +36,7 @@ from pydantic_ai.models.openai import OpenAIStreamedResponse
 from pydantic_ai.models.openai._chat_completions import split_content_parts
 from pydantic_ai.profiles import DEFAULT_THINKING_TAGS
 
+from proxy.plain_text import PlainText
 from proxy.upstream._stream import ChunkStream
 
 
@@ -57,13 +58,6 @@ def _map_logprobs(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 """What special-token restoration removes (pydantic-ai `_special_tokens`): text without it is unchanged."""
-
-
-@dataclass(slots=True)
-class PlainText:
-    """Text the answer's text part grew by, in place of pydantic-ai's part events (`plain_text_events`)."""
-
-    text: str
 
 
 @dataclass
@@ -90,10 +84,18 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         if self.plain_text_events and not self._model_profile.get("ignore_streamed_leading_whitespace"):
             mapped = None
             texts: list[str] = []
+            profile = self._model_profile
+            thinking_fields = tuple(
+                name
+                for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content")
+                if name
+            )
+            tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
+            think_start = tags[0] if tags else None
             try:
                 chunk: dict[str, Any] | None = first
                 while chunk is not None:
-                    text = self._plain_text(chunk)
+                    text = self._plain_text(chunk, thinking_fields, think_start)
                     if text is None:
                         mapped = chunk
                         break
@@ -129,7 +131,9 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
             for event in self._flush_pending_chat_annotations():
                 yield event
 
-    def _plain_text(self, chunk: dict[str, Any]) -> str | None:
+    def _plain_text(
+        self, chunk: dict[str, Any], thinking_fields: tuple[str, ...], think_start: str | None
+    ) -> str | None:
         """The text `chunk` adds ("" for none), after its bookkeeping, if that is all it does; else None."""
         if chunk.get("usage") is not None or chunk.get("moderation"):
             return None
@@ -144,14 +148,12 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         if delta is not None:
             if delta.get("refusal") or delta.get("tool_calls") or isinstance(delta.get("annotations"), list):
                 return None
-            profile = self._model_profile
-            for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content"):
-                if name and delta.get(name):
+            for name in thinking_fields:
+                if delta.get(name):
                     return None
             content = delta.get("content")
             if content is not None and content != "":
-                tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
-                if type(content) is not str or (tags and content == tags[0]) or _ZERO_WIDTH.search(content):
+                if type(content) is not str or content == think_start or _ZERO_WIDTH.search(content):
                     return None
                 text = content
         self._note_chunk(chunk)
