@@ -14,6 +14,7 @@ from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
 from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
 from proxy.engine.breaker import Breakers
+from proxy.engine.refusals import Refused
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
@@ -39,7 +40,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[ARRIVED_AT] = time.monotonic()
     try:
         return await handler(request)
-    except RequestError as exc:
+    except (RequestError, Refused) as exc:
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

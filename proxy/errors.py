@@ -1,4 +1,7 @@
-"""Errors a request can get before its stream starts, shared by the engine and every transport."""
+"""Errors a transport answers with before a stream starts (bad JSON, wrong media type, ...).
+
+The engine's own refusals are `proxy.engine.refusals`; they carry no HTTP status.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.settings import ModelSettings
 
-from proxy.errors import RequestError
+from proxy.engine.refusals import InvalidMessages
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ def chat_input(messages: list[ChatMessage], allow_system: bool, options: RunOpti
     so a client cannot override the agent's instructions.
     """
     if not messages or messages[-1].role != "user":
-        raise RequestError(400, "invalid_messages", "the last message must have role 'user'")
+        raise InvalidMessages("the last message must have role 'user'")
     system: list[str] = []
     history: list[ModelMessage] = []
     for message in messages[:-1]:

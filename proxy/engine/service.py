@@ -1,5 +1,5 @@
-"""The engine as the transports see it: admit a request (or refuse it with a RequestError), track
-running streams, and drain them at shutdown."""
+"""The engine as the transports see it: admit a request (or refuse it with a `Refused` of
+`proxy.engine.refusals`), track running streams, and drain them at shutdown."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from proxy.agents import AgentRegistry
 from proxy.conversations import ConversationStore, new_conversation_id
 from proxy.engine.breaker import Breakers
 from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
+from proxy.engine.refusals import (
+    Draining,
+    InvalidConversationId,
+    InvalidPrompt,
+    Overloaded,
+    PromptTooLong,
+    UnknownAgent,
+    UnknownConversation,
+)
 from proxy.engine.stream import Stream
-from proxy.errors import RequestError
 
 
 class Engine:
@@ -36,20 +44,20 @@ class Engine:
 
     def check_agent(self, agent: str) -> None:
         if agent not in self.registry.agents:
-            raise RequestError(404, "unknown_agent", f"no agent named {agent!r}; see GET /v1/agents")
+            raise UnknownAgent(agent)
 
     def open(
         self, agent: str, prompt: object, conversation_id: object = None, *, arrived_at: float | None = None
     ) -> Stream:
-        """A new stream on the proxy's own protocol, not yet running; raises RequestError (4xx/503)
-        and then changes nothing. Its answer is stored in the conversation (a new one if none given)."""
+        """A new stream on the proxy's own protocol, not yet running; raises `Refused` and then
+        changes nothing. Its answer is stored in the conversation (a new one if none given)."""
         self._admit(agent)
         if not isinstance(prompt, str) or not prompt.strip():
-            raise RequestError(422, "invalid_prompt", "`prompt` must be a non-empty string")
+            raise InvalidPrompt("`prompt` must be a non-empty string")
         if len(prompt) > self._max_prompt:
-            raise RequestError(413, "prompt_too_long", f"`prompt` is over {self._max_prompt} characters")
+            raise PromptTooLong(f"`prompt` is over {self._max_prompt} characters")
         if conversation_id is not None and not isinstance(conversation_id, str):
-            raise RequestError(422, "invalid_conversation_id", "`conversation_id` must be a string")
+            raise InvalidConversationId("`conversation_id` must be a string")
         request = StreamInput(prompt, conversation_id=conversation_id)
         if conversation_id is None:
             request.conversation_id = new_conversation_id()
@@ -57,9 +65,7 @@ class Engine:
         else:
             found = self.store.get(conversation_id)
             if found is None:
-                raise RequestError(
-                    404, "unknown_conversation", f"no conversation {conversation_id!r} (it may have expired)"
-                )
+                raise UnknownConversation(conversation_id)
             request.history = found
         return self._start(agent, request, arrived_at)
 
@@ -76,21 +82,21 @@ class Engine:
         runtime = self.registry.agents[agent]
         request = chat_input(messages, runtime.allow_system_messages, options)
         if len(request.prompt) > self._max_prompt:
-            raise RequestError(
-                413, "prompt_too_long", f"the last message is over {self._max_prompt} characters"
-            )
+            raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
         return self._start(agent, request, arrived_at)
 
-    def _admit(self, agent: str) -> None:
+    def check_accepting(self) -> None:
+        """Raise `Draining` once the proxy is shutting down."""
         if self.draining:
-            raise RequestError(
-                503, "draining", "the proxy is shutting down; retry on another instance", retry_after=1
-            )
+            raise Draining("the proxy is shutting down; retry on another instance", retry_after=1)
+
+    def _admit(self, agent: str) -> None:
+        self.check_accepting()
         self.check_agent(agent)
 
     def _start(self, agent: str, request: StreamInput, arrived_at: float | None) -> Stream:
         if len(self.active) >= self._max_streams:
-            raise RequestError(503, "overloaded", "too many concurrent streams", retry_after=1)
+            raise Overloaded("too many concurrent streams", retry_after=1)
         stream = Stream(
             self.registry.agents[agent],
             request,

@@ -8,15 +8,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.engine.refusals import Refused
 from proxy.errors import RequestError
 from proxy.observability.observer import StreamContext, Transport
+from proxy.transports.refusals import as_request_error
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 ARRIVED_AT = web.RequestKey("arrived_at", float)
 """`time.monotonic()` when the request arrived, set by the app's first middleware."""
 
 
-def error_response(error: RequestError) -> web.Response:
+def error_response(error: RequestError | Refused) -> web.Response:
+    if isinstance(error, Refused):
+        error = as_request_error(error)
     headers = (
         {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after is not None else None
     )

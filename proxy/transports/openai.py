@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy.engine import Engine, Stream
 from proxy.engine.inputs import ChatMessage, RunOptions
+from proxy.engine.refusals import InvalidMessages, PromptTooLong, Refused, UnknownAgent
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
@@ -27,6 +28,7 @@ from proxy.transports.body import BodyWriter
 from proxy.transports.collect import Collector, error_status, stream_error
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
+from proxy.transports.refusals import http_status
 from proxy.transports.sse import SSE_HEADERS
 from proxy.transports.wire import encode_json
 
@@ -64,14 +66,28 @@ def openai_error(
     )
 
 
-def request_error_response(exc: RequestError) -> web.Response:
-    """A RequestError (ours or the engine's) in OpenAI's shape; an unknown agent is `model_not_found`."""
+_REFUSAL_PARAM: dict[type[Refused], str] = {
+    UnknownAgent: "model",
+    InvalidMessages: "messages",
+    PromptTooLong: "messages",
+}
+
+
+def request_error_response(exc: RequestError | Refused) -> web.Response:
+    """A request error or refusal in OpenAI's shape; an unknown agent is `model_not_found`."""
     if isinstance(exc, InvalidParam):
         return openai_error(400, "invalid_request_error", exc.message, param=exc.param)
-    if exc.code == "unknown_agent":
+    if isinstance(exc, UnknownAgent):
         return openai_error(404, "model_not_found", exc.message, param="model")
-    param = "messages" if exc.code in ("invalid_messages", "prompt_too_long") else None
-    return openai_error(exc.status, exc.code, exc.message, param=param, retry_after=exc.retry_after)
+    if isinstance(exc, Refused):
+        return openai_error(
+            http_status(exc),
+            exc.code,
+            exc.message,
+            param=_REFUSAL_PARAM.get(type(exc)),
+            retry_after=exc.retry_after,
+        )
+    return openai_error(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
 
 
 # --- the request body -------------------------------------------------------------------------
@@ -244,7 +260,7 @@ class OpenAITransport:
             stream = self._engine.open_chat(
                 chat.model, chat.messages, chat.options, arrived_at=request.get(ARRIVED_AT)
             )
-        except RequestError as exc:
+        except (RequestError, Refused) as exc:
             return request_error_response(exc)
         created = int(time.time())
         if chat.stream:

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from proxy.engine import Engine, Stream
-from proxy.errors import RequestError
+from proxy.engine.refusals import Refused
 from proxy.events import Event
 from proxy.observability.observer import Observer
 from proxy.transports.http import stream_context
@@ -33,17 +33,20 @@ class _Socket:
     async def send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_frame(encode_json(payload), WSMsgType.TEXT)
 
-    async def error(self, code: str, message: str, request_id: Any = None) -> None:
-        await self.send(
-            {
-                "type": "error",
-                "stream_id": None,
-                "request_id": request_id,
-                "code": code,
-                "message": message,
-                "retryable": False,
-            }
-        )
+    async def error(
+        self, code: str, message: str, request_id: Any = None, retry_after: float | None = None
+    ) -> None:
+        frame = {
+            "type": "error",
+            "stream_id": None,
+            "request_id": request_id,
+            "code": code,
+            "message": message,
+            "retryable": False,
+        }
+        if retry_after is not None:
+            frame["retry_after_s"] = retry_after
+        await self.send(frame)
 
     async def handle(self, raw: str) -> None:
         try:
@@ -80,15 +83,17 @@ class _Socket:
             await self.error("too_many_streams", "too many requests running on this socket", request_id)
             return
         agent = frame.get("agent")
+        if not isinstance(agent, str):
+            await self.error("bad_request", "`agent` must be a string", request_id)
+            return
         arrived = time.monotonic()
         try:
-            if not isinstance(agent, str):
-                raise RequestError(422, "bad_request", "`agent` must be a string")
             stream = self.t.engine.open(
                 agent, frame.get("prompt"), frame.get("conversation_id"), arrived_at=arrived
             )
-        except RequestError as exc:
-            await self.error(exc.code, exc.message, request_id)
+        except Refused as exc:
+            # The refusal is this request's last frame: no `start`, so no `end` follows.
+            await self.error(exc.code, exc.message, request_id, exc.retry_after)
             return
         task = asyncio.create_task(self.run(stream, agent, request_id, arrived))
         self.running[request_id] = (stream, task)
@@ -128,8 +133,7 @@ class WSTransport:
         self.max_streams_per_socket = max_streams_per_socket
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        if self.engine.draining:
-            raise RequestError(503, "draining", "the proxy is shutting down", retry_after=1)
+        self.engine.check_accepting()
         ws = web.WebSocketResponse(
             heartbeat=PROTOCOL_PING_S, max_msg_size=self.max_frame_bytes, compress=False
         )
