@@ -83,6 +83,8 @@ class Stream:
         self._pacer: Pacer | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
         self._closed = False
+        self.end: End | None = None
+        """The `end` event once the stream produced it (its usage is what the upstream reported)."""
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
         """End the stream early with `reason`; a no-op once it ended."""
@@ -125,7 +127,8 @@ class Stream:
         ended = False
         try:
             async for event in run.events():
-                ended = isinstance(event, End)
+                if isinstance(event, End):
+                    ended, self.end = True, event
                 yield self._stamp(event)
         except Exception:
             # A bug of ours must still not truncate the stream silently.
@@ -139,7 +142,8 @@ class Stream:
                         retryable=False,
                     )
                 )
-                yield self._stamp(run.end("error"))
+                self.end = run.end("error")
+                yield self._stamp(self.end)
         finally:
             self._finish()
 
