@@ -1,11 +1,13 @@
-"""Config -> pydantic-ai agents: their models (primary first, then fallbacks), MCP toolsets and
-output types. The registry owns what they share (HTTP clients, MCP connections) and its lifetime."""
+"""Config -> the engine's agent registry: pydantic-ai agents with their models (primary first, then
+fallbacks), MCP toolsets and output types, and what they share (HTTP clients, MCP connections).
+
+This is where the proxy's own upstream client (`proxy.upstream`) is chosen, so it lives outside the
+engine, which only runs what is built here.
+"""
 
 from __future__ import annotations
 
 import os
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,60 +19,10 @@ from pydantic_ai.models import Model, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.settings import ModelSettings
 
-from proxy.config import MCPServerSettings, RetrySettings, Settings, TimeoutSettings
+from proxy.config import MCPServerSettings, Settings, TimeoutSettings
+from proxy.engine.runtime import AgentRegistry, AgentRuntime, ModelChoice
 from proxy.structured import SchemaOutput, load_schema
 from proxy.upstream import LeanOpenAIChatModel, LeanOpenAIProvider
-
-
-@dataclass(slots=True)
-class ModelChoice:
-    """One model an agent may run on; `name` is the config string, used in events and metrics."""
-
-    name: str
-    model: Model
-    finish_in_details: bool = False
-    """Whether a complete answer carries `finish_reason` in `provider_details` (OpenAI Chat
-    Completions does), so that its absence means the upstream stopped without finishing."""
-
-
-@dataclass(slots=True)
-class AgentRuntime:
-    """Everything the engine needs to run streams for one configured agent."""
-
-    name: str
-    agent: Agent[None, Any]
-    models: list[ModelChoice]
-    retry: RetrySettings
-    timeouts: TimeoutSettings
-    max_tool_calls: int
-    allow_system_messages: bool
-    structured: bool = False
-    """The agent answers with a JSON object (`output` events) rather than text."""
-    direct: bool = False
-    """No tools and text output: attempts take the direct model stream, not the agent loop."""
-    instructions: str | None = None
-    model_settings: ModelSettings | None = None
-    instrumentation: InstrumentationSettings | None = None
-
-
-@dataclass(slots=True)
-class AgentRegistry:
-    """The built agents and what they share; `start()` connects MCP servers, `aclose()` closes all."""
-
-    agents: dict[str, AgentRuntime]
-    providers: dict[str, LeanOpenAIProvider] = field(default_factory=dict)
-    toolsets: dict[str, MCPToolset] = field(default_factory=dict)
-    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
-
-    async def start(self) -> None:
-        """Connect every MCP server once, so that streams do not pay for it."""
-        for toolset in self.toolsets.values():
-            await self._stack.enter_async_context(toolset)
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
-        for provider in self.providers.values():
-            await provider.aclose()
 
 
 class ModelBuildError(ValueError):
@@ -104,15 +56,22 @@ def build_registry(
     With `instrumentation`, pydantic-ai's own spans (`invoke_agent`, `chat`, `execute_tool`) are
     recorded through it, under the proxy's stream and attempt spans."""
     registry = AgentRegistry(agents={})
+    providers: dict[tuple[str, float], LeanOpenAIProvider] = {}
+    toolsets: dict[str, MCPToolset] = {}
 
     def provider_for(upstream: str, timeouts: TimeoutSettings) -> LeanOpenAIProvider:
-        if upstream not in registry.providers:
+        # The connect timeout belongs to the provider's connection pool, so agents with different
+        # `connect_s` on one upstream need a provider each.
+        cache_key = (upstream, timeouts.connect_s)
+        if cache_key not in providers:
             cfg = settings.upstreams[upstream]
             key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-            registry.providers[upstream] = LeanOpenAIProvider(
+            provider = LeanOpenAIProvider(
                 upstream, base_url=cfg.base_url, api_key=key or "not-set", connect_timeout=timeouts.connect_s
             )
-        return registry.providers[upstream]
+            providers[cache_key] = provider
+            registry.closers.append(provider.aclose)
+        return providers[cache_key]
 
     def model_for(agent: str, name: str, timeouts: TimeoutSettings) -> Model:
         upstream, sep, model_name = name.partition(":")
@@ -125,7 +84,8 @@ def build_registry(
             raise ModelBuildError(f"agents.{agent}: cannot build model {name!r}: {exc}") from exc
 
     for server, server_cfg in settings.mcp_servers.items():
-        registry.toolsets[server] = _mcp_toolset(server, server_cfg)
+        toolsets[server] = _mcp_toolset(server, server_cfg)
+        registry.connections.append(toolsets[server])
 
     for name, cfg in settings.agents.items():
         timeouts = settings.timeouts_for(name)
@@ -141,7 +101,7 @@ def build_registry(
             output_type=schema.output_type if schema else str,
             retries={"output": cfg.output_retries},
             model_settings=_model_settings(),
-            toolsets=[registry.toolsets[s] for s in cfg.mcp_servers],
+            toolsets=[toolsets[s] for s in cfg.mcp_servers],
             capabilities=[Instrumentation(settings=instrumentation)] if instrumentation else None,
         )
         if schema is not None:

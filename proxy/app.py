@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from proxy.agents import AgentRegistry, build_registry
+from proxy.agents import build_registry
 from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
 from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
 from proxy.engine.breaker import Breakers
 from proxy.engine.refusals import Refused
+from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry

@@ -13,10 +13,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import values as prometheus_values
 
-from proxy.agents import AgentRegistry, build_registry
+from proxy.agents import build_registry
 from proxy.app import ENGINE, create_app
 from proxy.config import Settings
 from proxy.engine import Engine
+from proxy.engine.runtime import AgentRegistry
 from proxy.mock_upstream import MockServer, start_mock
 
 

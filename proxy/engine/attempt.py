@@ -33,10 +33,10 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings, merge_model_settings
 from pydantic_ai.usage import UsageLimits
 
-from proxy.agents import AgentRuntime, ModelChoice
 from proxy.engine.failures import IncompleteStream
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import Pacer
+from proxy.engine.runtime import AgentRuntime, ModelChoice
 from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
 from proxy.plain_text import PlainText, PlainTextSource
 from proxy.structured import OUTPUT_TOOL_PREFIX

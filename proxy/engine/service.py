@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from proxy.agents import AgentRegistry
 from proxy.conversations import ConversationStore, new_conversation_id
 from proxy.engine.breaker import Breakers
 from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
@@ -19,6 +18,7 @@ from proxy.engine.refusals import (
     UnknownAgent,
     UnknownConversation,
 )
+from proxy.engine.runtime import AgentRegistry
 from proxy.engine.stream import Stream
 
 

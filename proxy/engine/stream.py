@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from proxy.agents import AgentRuntime, ModelChoice
 from proxy.conversations import ConversationStore
 from proxy.engine.attempt import AttemptResult, run_attempt
 from proxy.engine.breaker import Breakers
@@ -25,6 +24,7 @@ from proxy.engine.failures import AttemptFailed, Failure, classify
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import AttemptCancelled, Pacer
 from proxy.engine.retrying import build_retrying
+from proxy.engine.runtime import AgentRuntime, ModelChoice
 from proxy.events import (
     AttemptFinished,
     AttemptStarted,
