@@ -17,6 +17,7 @@ from pydantic_ai.exceptions import (
     ModelContextWindowExceededError,
     ModelHTTPError,
     ModelNotFoundError,
+    ModelRequestRejectedError,
     ModelRequestTimeout,
     ModelTimeoutError,
     UnexpectedModelBehavior,
@@ -28,7 +29,7 @@ from proxy.events import FinishReason
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Failure:
     reason: str
     code: str
@@ -39,6 +40,81 @@ class Failure:
     finish_reason: FinishReason = "error"
     upstream_fault: bool = True
     """Whether it speaks about the upstream's health (counts towards its circuit breaker)."""
+
+    @classmethod
+    def cancelled(cls) -> Failure:
+        """The stream was ended on purpose (client cancel, shutdown): nobody's fault, not retried."""
+        return cls(
+            reason="cancelled",
+            code="cancelled",
+            error_type="cancelled",
+            retryable=False,
+            message="cancelled",
+            finish_reason="cancelled",
+            upstream_fault=False,
+        )
+
+    @classmethod
+    def circuit_open(cls, model: str) -> Failure:
+        return cls(
+            reason="circuit_open",
+            code="upstream_unavailable",
+            error_type="circuit_open",
+            retryable=True,
+            message=f"the circuit breaker of {model} is open",
+        )
+
+    @classmethod
+    def internal(cls, message: str) -> Failure:
+        """A bug of ours: never retried, never blamed on the upstream."""
+        return cls(
+            reason="internal_error",
+            code="internal_error",
+            error_type="internal",
+            retryable=False,
+            message=message,
+            upstream_fault=False,
+        )
+
+    @classmethod
+    def timeout(cls, kind: str, message: str, *, retryable: bool = True) -> Failure:
+        """A deadline ran out: `kind` is connect, read, first_token, idle or total."""
+        return cls(
+            reason=f"{kind}_timeout",
+            code=f"{kind}_timeout",
+            error_type="timeout",
+            retryable=retryable,
+            message=message,
+            finish_reason="timeout",
+            upstream_fault=retryable,
+        )
+
+    @classmethod
+    def upstream(
+        cls, reason: str, code: str, error_type: str, message: str, retry_after: float | None = None
+    ) -> Failure:
+        """The upstream failed in a way another attempt may not (retried, counts for its breaker)."""
+        return cls(
+            reason=reason,
+            code=code,
+            error_type=error_type,
+            retryable=True,
+            message=message,
+            retry_after=retry_after,
+        )
+
+    @classmethod
+    def refused(cls, reason: str, code: str, error_type: str, message: str) -> Failure:
+        """The request itself cannot be served (bad request, content filter): not retried, and not
+        the upstream's fault."""
+        return cls(
+            reason=reason,
+            code=code,
+            error_type=error_type,
+            retryable=False,
+            message=message,
+            upstream_fault=False,
+        )
 
 
 class AttemptFailed(Exception):
@@ -77,12 +153,12 @@ def _http_failure(exc: ModelHTTPError) -> Failure:
     status = exc.status_code
     message = f"upstream answered HTTP {status}: {exc.message}"
     if exc.in_stream:
-        return Failure("in_stream_error", "upstream_stream_error", "in_stream", True, message)
+        return Failure.upstream("in_stream_error", "upstream_stream_error", "in_stream", message)
     if status == 429:
-        return Failure("rate_limited", "upstream_rate_limited", "http_429", True, message, exc.retry_after)
+        return Failure.upstream("rate_limited", "upstream_rate_limited", "http_429", message, exc.retry_after)
     if status >= 500 or status in RETRYABLE_STATUS:
-        return Failure(
-            f"http_{status}", "upstream_unavailable", f"http_{status}", True, message, exc.retry_after
+        return Failure.upstream(
+            f"http_{status}", "upstream_unavailable", f"http_{status}", message, exc.retry_after
         )
     if isinstance(exc, ModelContextWindowExceededError):
         code = "context_too_long"
@@ -92,63 +168,43 @@ def _http_failure(exc: ModelHTTPError) -> Failure:
         code = "upstream_not_found"
     else:
         code = "upstream_bad_request"
-    return Failure(f"http_{status}", code, f"http_{status}", False, message, upstream_fault=False)
+    return Failure.refused(f"http_{status}", code, f"http_{status}", message)
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map any exception out of an attempt to a Failure; unknown ones are internal errors."""
+    """Map any exception out of an attempt to a Failure, by its type; unknown ones are internal."""
     if isinstance(exc, AttemptTimeout):
-        total = exc.kind == "total"
-        return Failure(
-            f"{exc.kind}_timeout",
-            f"{exc.kind}_timeout",
-            "timeout",
-            not total,
-            str(exc),
-            finish_reason="timeout",
-            upstream_fault=not total,
-        )
+        return Failure.timeout(exc.kind, str(exc), retryable=exc.kind != "total")
     if isinstance(exc, IncompleteStream):
-        return Failure("incomplete_stream", "upstream_incomplete", "incomplete", True, str(exc))
+        return Failure.upstream("incomplete_stream", "upstream_incomplete", "incomplete", str(exc))
     if _caused_by_json_error(exc):
-        return Failure(
-            "malformed_chunk", "upstream_malformed", "malformed", True, f"malformed upstream chunk: {exc}"
+        return Failure.upstream(
+            "malformed_chunk", "upstream_malformed", "malformed", f"malformed upstream chunk: {exc}"
         )
     if isinstance(exc, ModelHTTPError):
         return _http_failure(exc)
     if isinstance(exc, ModelTimeoutError):
-        phase = exc.phase or "read"
-        return Failure(
-            f"{phase}_timeout", f"{phase}_timeout", "timeout", True, str(exc), finish_reason="timeout"
-        )
+        return Failure.timeout(exc.phase or "read", str(exc))
     if isinstance(exc, ModelConnectionError):
         if exc.phase in ("connect", "pool"):
-            return Failure("connect_error", "upstream_unreachable", "connect", True, str(exc))
-        return Failure("stream_dropped", "upstream_dropped", "read", True, str(exc))
+            return Failure.upstream("connect_error", "upstream_unreachable", "connect", str(exc))
+        return Failure.upstream("stream_dropped", "upstream_dropped", "read", str(exc))
     if isinstance(exc, ModelRequestTimeout):
+        return Failure.timeout("first_token", str(exc))
+    if isinstance(exc, ModelRequestRejectedError):
         return Failure(
-            "first_token_timeout", "first_token_timeout", "timeout", True, str(exc), finish_reason="timeout"
+            reason="upstream_error",
+            code="upstream_error",
+            error_type="other",
+            retryable=False,
+            message=str(exc),
         )
     if isinstance(exc, ModelAPIError):
-        retryable = not exc.__class__.__name__.startswith("ModelRequestRejected")
-        return Failure("upstream_error", "upstream_error", "other", retryable, str(exc))
+        return Failure.upstream("upstream_error", "upstream_error", "other", str(exc))
     if isinstance(exc, ContentFilterError):
-        return Failure(
-            "content_filter", "content_filter", "content_filter", False, str(exc), upstream_fault=False
-        )
+        return Failure.refused("content_filter", "content_filter", "content_filter", str(exc))
     if isinstance(exc, UsageLimitExceeded):
-        return Failure(
-            "usage_limit", "usage_limit_exceeded", "usage_limit", False, str(exc), upstream_fault=False
-        )
+        return Failure.refused("usage_limit", "usage_limit_exceeded", "usage_limit", str(exc))
     if isinstance(exc, UnexpectedModelBehavior):
-        return Failure(
-            "invalid_output", "invalid_output", "invalid_output", False, str(exc), upstream_fault=False
-        )
-    return Failure(
-        "internal_error",
-        "internal_error",
-        "internal",
-        False,
-        f"internal error ({type(exc).__name__})",
-        upstream_fault=False,
-    )
+        return Failure.refused("invalid_output", "invalid_output", "invalid_output", str(exc))
+    return Failure.internal(f"internal error ({type(exc).__name__})")

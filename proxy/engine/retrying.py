@@ -1,10 +1,10 @@
 """The tenacity policy for one model's attempts: exponential backoff with jitter, Retry-After
 honoured up to a cap, bounded by `max_attempts` and by the stream's total deadline.
 
-The engine drives `AsyncRetrying` by hand (it sets each attempt's outcome itself) so that the
-attempt's events can be yielded to the client as they arrive and so that cancellation is never
-captured as an attempt outcome. Tenacity's sleep is replaced by a recorder: the engine announces
-the `retry` event first and then waits, interruptibly.
+The stream iterates `AsyncRetrying` and sets each attempt's outcome itself (so that the attempt's
+events reach the client as they arrive, and cancellation is never captured as an outcome); tenacity
+decides whether another attempt follows (`retry`, `stop`), when (`wait`), and tells the stream
+before it sleeps (`before_sleep`), so that the `retry` event goes out before the backoff.
 """
 
 from __future__ import annotations
@@ -46,21 +46,22 @@ class _wait_backoff_or_retry_after(wait_base):
         return float(self._backoff(retry_state))
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, AttemptFailed) and exc.failure.retryable
-
-
 def build_retrying(
     policy: RetrySettings,
     deadline: float,
-    record_sleep: Callable[[float], Awaitable[None]],
+    *,
+    may_retry: Callable[[BaseException], bool],
+    before_sleep: Callable[[RetryCallState], None],
+    sleep: Callable[[float], Awaitable[None]],
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncRetrying:
-    """Attempts on one model; the last AttemptFailed is re-raised when they are spent."""
+    """Attempts on one model; the last AttemptFailed is re-raised when they are spent or when
+    `may_retry` says no."""
     return AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | _stop_at_deadline(deadline, clock),
         wait=_wait_backoff_or_retry_after(policy),
-        retry=retry_if_exception(_is_retryable),
-        sleep=record_sleep,
+        retry=retry_if_exception(may_retry),
+        before_sleep=before_sleep,
+        sleep=sleep,
         reraise=True,
     )

@@ -5,21 +5,32 @@ Contract (every transport relies on it): iterating a `Stream` yields `start` fir
 the `delta` texts concatenate to `end.text`. `cancel(reason)` ends the stream early with that
 `finish_reason`. Closing the iterator (`aclose`, or cancelling the consuming task) cancels the agent
 run and the upstream request; the iterator must be closed in a `finally`.
+
+A stream is a state machine; `TRANSITIONS` names every allowed move, and any other is a bug that
+ends the stream with `internal_error`:
+
+    admitted -> attempting -> streaming -> ended
+                    ^   \\         |
+                    |    +--------+--> retrying -----> attempting (same model, after the backoff)
+                    |              \\-> falling_back -> attempting (next model) | falling_back (skip)
+    any state -> ended (success, failure, cancel, deadline)
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+from tenacity import AsyncRetrying, AttemptManager, RetryCallState
 
 from proxy.conversations import ConversationStore
 from proxy.engine.attempt import AttemptResult, run_attempt
-from proxy.engine.breaker import Breakers
+from proxy.engine.breaker import Breakers, CircuitState
 from proxy.engine.failures import AttemptFailed, Failure, classify
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import AttemptCancelled, Pacer
@@ -27,6 +38,7 @@ from proxy.engine.retrying import build_retrying
 from proxy.engine.runtime import AgentRuntime, ModelChoice
 from proxy.events import (
     AttemptFinished,
+    AttemptOutcome,
     AttemptStarted,
     CircuitChanged,
     Delta,
@@ -45,15 +57,34 @@ from proxy.events import (
 
 log = logging.getLogger(__name__)
 
-_CANCELLED = Failure("cancelled", "cancelled", "cancelled", False, "cancelled", upstream_fault=False)
 
-
-class StreamState(enum.Enum):
-    WAITING = "waiting"
-    """No content yet from the current attempt."""
+class StreamState(StrEnum):
+    ADMITTED = "admitted"
+    """Accepted by the engine; not iterated yet."""
+    ATTEMPTING = "attempting"
+    """An upstream attempt runs and has sent no content yet."""
     STREAMING = "streaming"
+    """The current attempt has sent content (text, output or tool events)."""
     RETRYING = "retrying"
+    """An attempt failed; waiting out the backoff before the next one on the same model."""
+    FALLING_BACK = "falling_back"
+    """Moving to the next model: the last one's attempts are spent or its circuit is open."""
     ENDED = "ended"
+
+
+S = StreamState
+TRANSITIONS: Final[Mapping[StreamState, frozenset[StreamState]]] = {
+    S.ADMITTED: frozenset({S.ATTEMPTING, S.FALLING_BACK, S.ENDED}),
+    S.ATTEMPTING: frozenset({S.STREAMING, S.RETRYING, S.FALLING_BACK, S.ENDED}),
+    S.STREAMING: frozenset({S.RETRYING, S.FALLING_BACK, S.ENDED}),
+    S.RETRYING: frozenset({S.ATTEMPTING, S.ENDED}),
+    S.FALLING_BACK: frozenset({S.ATTEMPTING, S.FALLING_BACK, S.ENDED}),
+    S.ENDED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A move that `TRANSITIONS` does not allow: a bug in the engine."""
 
 
 class Stream:
@@ -71,20 +102,32 @@ class Stream:
     ) -> None:
         self.id = stream_id or f"str_{uuid.uuid4().hex[:20]}"
         self.runtime = runtime
-        self.state = StreamState.WAITING
         self.request = request
+        self.state = StreamState.ADMITTED
+        self.end: End | None = None
+        """The `end` event once the stream produced it (its usage is what the upstream reported)."""
         self._store = store
         self._breakers = breakers
         self._on_close = on_close
         self._arrived = arrived_at if arrived_at is not None else time.monotonic()
+        self._deadline = self._arrived + runtime.timeouts.total_s
         self._seq = 0
         self._cancel_reason: FinishReason | None = None
         self._cancelled = asyncio.Event()
         self._pacer: Pacer | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
         self._closed = False
-        self.end: End | None = None
-        """The `end` event once the stream produced it (its usage is what the upstream reported)."""
+        # What the client holds so far; a discarding `retry` clears it.
+        self._text: list[str] = []
+        self._output: Any = None
+        self._content_sent = False
+        """Events a retry must discard (text, output, tool calls) were sent."""
+        self._text_sent = False
+        """Text or output was sent: what `mid_stream = "fail"` protects."""
+        self._attempts = 0
+        self._failure: Failure | None = None
+        """Why the last attempt (or the last model considered) failed."""
+        self._retry_announced: asyncio.Future[float] | None = None
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
         """End the stream early with `reason`; a no-op once it ended."""
@@ -108,12 +151,17 @@ class Stream:
             if self._gen is not None:
                 await self._gen.aclose()
         finally:
-            self._finish()
+            self._close()
 
-    def _finish(self) -> None:
+    def _move(self, to: StreamState) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise InvalidTransition(f"stream {self.id}: {self.state} -> {to}")
+        self.state = to
+
+    def _close(self) -> None:
+        self.state = StreamState.ENDED
         if not self._closed:
             self._closed = True
-            self.state = StreamState.ENDED
             self._on_close(self)
 
     def _stamp(self, event: Event) -> Event:
@@ -122,181 +170,205 @@ class Stream:
             self._seq += 1
         return event
 
+    # --- the whole stream ---------------------------------------------------------------------
+
     async def _run(self) -> AsyncGenerator[Event, None]:
-        run = _Run(self)
-        ended = False
         try:
-            async for event in run.events():
-                if isinstance(event, End):
-                    ended, self.end = True, event
+            yield self._stamp(
+                Start(
+                    stream_id=self.id,
+                    agent=self.runtime.name,
+                    model=self.runtime.models[0].name,
+                    conversation_id=self.request.conversation_id,
+                    created_at=time.time(),
+                )
+            )
+            result: AttemptResult | None = None
+            async for item in self._models():
+                if isinstance(item, AttemptResult):
+                    result = item
+                else:
+                    yield self._stamp(item)
+            for event in self._ending(result):
                 yield self._stamp(event)
         except Exception:
             # A bug of ours must still not truncate the stream silently.
             log.exception("stream %s failed inside the engine", self.id)
-            if not ended:
-                yield self._stamp(
-                    Error(
-                        stream_id=self.id,
-                        code="internal_error",
-                        message="internal error in the proxy",
-                        retryable=False,
-                    )
-                )
-                self.end = run.end("error")
-                yield self._stamp(self.end)
+            if self.end is None:
+                self._failure = Failure.internal("internal error in the proxy")
+                for event in self._ending(None):
+                    yield self._stamp(event)
         finally:
-            self._finish()
+            self._close()
 
-
-class _Run:
-    """The mutable state of one stream's execution (kept off `Stream` to keep its API small)."""
-
-    def __init__(self, stream: Stream) -> None:
-        self.s = stream
-        self.rt = stream.runtime
-        self.parts: list[str] = []
-        self.output: Any = None
-        self.attempts = 0
-        self.ttft: float | None = None
-        self.deadline = stream._arrived + self.rt.timeouts.total_s
-        self.sleep_for: float | None = None
-        self.content_sent = False
-        """Events a retry must discard (text, output, tool calls) were sent."""
-        self.text_sent = False
-        """Text or output was sent: what `mid_stream = "fail"` protects."""
-        self.failure: Failure | None = None
-        self.give_up = False
-
-    async def _record_sleep(self, seconds: float) -> None:
-        self.sleep_for = seconds
-
-    async def events(self) -> AsyncIterator[Event]:
-        s, rt = self.s, self.rt
-        yield Start(
-            stream_id=s.id,
-            agent=rt.name,
-            model=rt.models[0].name,
-            conversation_id=s.request.conversation_id,
-            created_at=time.time(),
-        )
-        result: AttemptResult | None = None
-        considered: ModelChoice | None = None
-        ran_before = False
-        for choice in rt.models:
-            breaker = s._breakers[choice.name]
+    async def _models(self) -> AsyncIterator[Event | AttemptResult]:
+        """The agent's models in order until one answers, the stream gives up, or it is cancelled."""
+        fallback_from: ModelChoice | None = None
+        for choice in self.runtime.models:
+            if choice is not self.runtime.models[0]:
+                self._move(StreamState.FALLING_BACK)
+            breaker = self._breakers[choice.name]
             allowed, changed = breaker.acquire()
             if changed is not None:
-                yield CircuitChanged(stream_id=s.id, model=choice.name, state=changed.value)
+                yield self._circuit_changed(choice, changed)
             if not allowed:
-                considered = considered or choice
-                self.failure = self.failure or Failure(
-                    "circuit_open",
-                    "upstream_unavailable",
-                    "circuit_open",
-                    True,
-                    f"the circuit breaker of {choice.name} is open",
-                )
+                fallback_from = fallback_from or choice
+                self._failure = self._failure or Failure.circuit_open(choice.name)
                 continue
-            if considered is not None:
+            if fallback_from is not None:
                 yield Fallback(
-                    stream_id=s.id,
-                    agent=rt.name,
-                    from_model=considered.name,
+                    stream_id=self.id,
+                    agent=self.runtime.name,
+                    from_model=fallback_from.name,
                     model=choice.name,
-                    reason=self.failure.reason if self.failure else "circuit_open",
+                    reason=self._failure.reason if self._failure else "circuit_open",
                 )
-            if ran_before and self.failure is not None:
-                async for event in self._announce_retry(self.failure, 0.0):
-                    yield event
-            considered, ran_before = choice, True
+                if self._attempts and self._failure is not None:
+                    yield self._retry_event(self._failure, 0.0)
+            fallback_from = choice
             async for item in self._model_attempts(choice):
-                if isinstance(item, AttemptResult):
-                    result = item
-                else:
-                    yield item
-            if result is not None or self.give_up or s._cancel_reason is not None:
-                break
-        async for event in self._finish(result):
-            yield event
+                yield item
+            if self._failure is None or self._cancel_reason is not None or not self._may_retry(self._failure):
+                return
+
+    # --- attempts on one model, under tenacity ----------------------------------------------------
+
+    def _may_retry(self, failure: Failure | None) -> bool:
+        """Whether another attempt (on this model or the next) may follow `failure`."""
+        if failure is None or not failure.retryable:
+            return False
+        mid_stream = self.request.mid_stream or self.runtime.retry.mid_stream
+        return not (self._text_sent and mid_stream == "fail")
+
+    def _retry_sleep_begins(self, retry_state: RetryCallState) -> None:
+        """Tenacity's `before_sleep`: the backoff is chosen, announce it before sleeping."""
+        if self._retry_announced is not None and not self._retry_announced.done():
+            self._retry_announced.set_result(retry_state.upcoming_sleep)
+
+    async def _retry_sleep(self, seconds: float) -> None:
+        """Tenacity's `sleep`, cut short when the stream is cancelled."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._cancelled.wait()
+        except TimeoutError:
+            pass
 
     async def _model_attempts(self, choice: ModelChoice) -> AsyncIterator[Event | AttemptResult]:
-        """Attempts on one model under tenacity; leaves `self.failure` set when they are spent."""
-        s, rt = self.s, self.rt
-        breaker = s._breakers[choice.name]
-        self.sleep_for = None
-        retrying = build_retrying(rt.retry, self.deadline, self._record_sleep)
-        try:
-            async for attempt in retrying:
-                if self.sleep_for is not None and self.failure is not None:
-                    async for event in self._announce_retry(self.failure, self.sleep_for):
-                        yield event
-                    self.sleep_for = None
-                try:
-                    if s._cancel_reason is not None:
-                        raise AttemptFailed(_CANCELLED)
-                    async for item in self._attempt(choice):
-                        yield item
-                except AttemptFailed as exc:
-                    self.failure = exc.failure
-                    if exc.failure.upstream_fault:
-                        changed = breaker.record_failure()
-                        if changed is not None:
-                            yield CircuitChanged(stream_id=s.id, model=choice.name, state=changed.value)
-                    else:
-                        breaker.release()
-                    mid_stream = s.request.mid_stream or rt.retry.mid_stream
-                    if not exc.failure.retryable or (self.text_sent and mid_stream == "fail"):
-                        self.give_up = True
-                        return
-                    attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
-                else:
-                    self.failure = None
-                    changed = breaker.record_success()
+        """Attempts on one model; leaves `self._failure` set when they are spent or given up."""
+        retrying = build_retrying(
+            self.runtime.retry,
+            self._deadline,
+            may_retry=lambda exc: isinstance(exc, AttemptFailed) and self._may_retry(exc.failure),
+            before_sleep=self._retry_sleep_begins,
+            sleep=self._retry_sleep,
+        )
+        breaker = self._breakers[choice.name]
+        attempts = aiter(retrying)
+        attempt = await anext(attempts)
+        while True:
+            if self._cancel_reason is not None:
+                self._failure = Failure.cancelled()
+                breaker.release()
+                return
+            try:
+                async for item in self._attempt(choice):
+                    yield item
+            except AttemptFailed as exc:
+                self._failure = exc.failure
+                if exc.failure.upstream_fault:
+                    changed = breaker.record_failure()
                     if changed is not None:
-                        yield CircuitChanged(stream_id=s.id, model=choice.name, state=changed.value)
-                    attempt.retry_state.set_result(None)
-        except AttemptFailed:
-            return
+                        yield self._circuit_changed(choice, changed)
+                else:
+                    breaker.release()
+                # Not `with attempt:` around the attempt: tenacity's AttemptManager would swallow
+                # the GeneratorExit and CancelledError that close this stream.
+                attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
+            else:
+                self._failure = None
+                attempt.retry_state.set_result(None)
+                changed = breaker.record_success()
+                if changed is not None:
+                    yield self._circuit_changed(choice, changed)
+                return
+            try:
+                async for step in self._next_attempt(attempts):
+                    if isinstance(step, AttemptManager):
+                        attempt = step
+                    else:
+                        yield step
+            except AttemptFailed:
+                return  # spent (max_attempts or deadline) or not retryable: tenacity re-raised it
+
+    async def _next_attempt(self, attempts: AsyncRetrying) -> AsyncIterator[Retry | AttemptManager]:
+        """Let tenacity decide after a failed attempt: the `retry` event, then the next attempt.
+
+        Tenacity chooses the delay, calls `before_sleep`, then sleeps inside its iterator; the
+        iterator therefore runs as a task, so that the announcement reaches the client before the
+        backoff rather than after it. Raises the failure when no attempt follows.
+        """
+        loop = asyncio.get_running_loop()
+        self._retry_announced = announced = loop.create_future()
+        step = asyncio.ensure_future(anext(attempts))
+        try:
+            await asyncio.wait((step, announced), return_when=asyncio.FIRST_COMPLETED)
+            if announced.done() and self._failure is not None:
+                yield self._retry_event(self._failure, announced.result())
+            yield await step
+        finally:
+            self._retry_announced = None
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
 
     async def _attempt(self, choice: ModelChoice) -> AsyncIterator[Event | AttemptResult]:
-        s, rt = self.s, self.rt
-        self.attempts += 1
-        s.state = StreamState.WAITING
-        s._pacer = pacer = Pacer(rt.timeouts, self.deadline)
+        self._attempts += 1
+        self._move(StreamState.ATTEMPTING)
+        self._pacer = pacer = Pacer(self.runtime.timeouts, self._deadline)
         started = time.monotonic()
-        yield AttemptStarted(stream_id=s.id, agent=rt.name, model=choice.name, attempt=self.attempts)
+        yield AttemptStarted(
+            stream_id=self.id, agent=self.runtime.name, model=choice.name, attempt=self._attempts
+        )
         try:
-            async for item in run_attempt(rt, choice, s.id, s.request, pacer):
+            async for item in run_attempt(self.runtime, choice, self.id, self.request, pacer):
                 if isinstance(item, (Delta, Output)):
-                    if self.ttft is None:
-                        self.ttft = time.monotonic() - s._arrived
                     if isinstance(item, Delta):
-                        self.parts.append(item.text)
+                        self._text.append(item.text)
                     elif not item.partial:
-                        self.output = item.data
-                    self.text_sent = self.content_sent = True
-                    s.state = StreamState.STREAMING
+                        self._output = item.data
+                    self._text_sent = self._content_sent = True
+                    if self.state is not StreamState.STREAMING:
+                        self._move(StreamState.STREAMING)
                 elif isinstance(item, (ToolCall, ToolResult)):
-                    self.content_sent = True
-                    s.state = StreamState.STREAMING
+                    self._content_sent = True
+                    if self.state is not StreamState.STREAMING:
+                        self._move(StreamState.STREAMING)
                 yield item
         except AttemptCancelled:
             yield self._attempt_finished(choice, started, "cancelled", None)
-            raise AttemptFailed(_CANCELLED) from None
+            raise AttemptFailed(Failure.cancelled()) from None
+        except InvalidTransition:
+            raise
         except Exception as exc:
             failure = classify(exc)
             yield self._attempt_finished(choice, started, "error", failure)
             raise AttemptFailed(failure) from exc
         finally:
             pacer.close()
+            self._pacer = None
         yield self._attempt_finished(choice, started, "success", None)
 
+    # --- the events the state machine emits ---------------------------------------------------
+
+    def _circuit_changed(self, choice: ModelChoice, state: CircuitState) -> CircuitChanged:
+        return CircuitChanged(stream_id=self.id, model=choice.name, state=state.value)
+
     def _attempt_finished(
-        self, choice: ModelChoice, started: float, outcome: Any, failure: Failure | None
+        self, choice: ModelChoice, started: float, outcome: AttemptOutcome, failure: Failure | None
     ) -> AttemptFinished:
         return AttemptFinished(
-            stream_id=self.s.id,
-            agent=self.rt.name,
+            stream_id=self.id,
+            agent=self.runtime.name,
             model=choice.name,
             outcome=outcome,
             error_type=failure.error_type if failure else None,
@@ -304,63 +376,56 @@ class _Run:
             duration_s=time.monotonic() - started,
         )
 
-    async def _announce_retry(self, failure: Failure, delay: float) -> AsyncIterator[Event]:
-        s = self.s
-        discard = self.content_sent
+    def _retry_event(self, failure: Failure, delay: float) -> Retry:
+        """`retry`, discarding what the client holds if the failed attempt sent content."""
+        discard = self._content_sent
         if discard:
-            self.parts.clear()
-            self.output = None
-            self.text_sent = self.content_sent = False
-        s.state = StreamState.RETRYING
-        yield Retry(
-            stream_id=s.id,
-            attempt=self.attempts,
-            max_attempts=self.rt.retry.max_attempts,
+            self._text.clear()
+            self._output = None
+            self._text_sent = self._content_sent = False
+        if self.state is not StreamState.FALLING_BACK:
+            self._move(StreamState.RETRYING)
+        return Retry(
+            stream_id=self.id,
+            attempt=self._attempts,
+            max_attempts=self.runtime.retry.max_attempts,
             reason=failure.reason,
             delay_s=round(delay, 3),
             discard=discard,
         )
-        if delay > 0:
-            try:
-                async with asyncio.timeout(delay):
-                    await s._cancelled.wait()
-            except TimeoutError:
-                pass
 
-    async def _finish(self, result: AttemptResult | None) -> AsyncIterator[Event]:
-        s = self.s
-        usage = result.usage if result else Usage()
+    def _ending(self, result: AttemptResult | None) -> list[Event]:
+        """`error` (if the stream failed) and `end`; stores the answer in the conversation."""
+        events: list[Event] = []
         finish: FinishReason
-        if s._cancel_reason is not None and result is None:
-            finish = s._cancel_reason
+        if self._cancel_reason is not None and result is None:
+            finish = self._cancel_reason
         elif result is not None:
             finish = "length" if result.finish_reason == "length" else "stop"
-            if s.request.conversation_id is not None:
-                s._store.put(s.request.conversation_id, result.messages)
+            if self.request.conversation_id is not None:
+                self._store.put(self.request.conversation_id, result.messages)
         else:
-            failure = self.failure or Failure(
-                "internal_error", "internal_error", "internal", False, "no attempt ran"
-            )
+            failure = self._failure or Failure.internal("no attempt ran")
             finish = failure.finish_reason
-            yield Error(
-                stream_id=s.id, code=failure.code, message=failure.message, retryable=failure.retryable
+            events.append(
+                Error(
+                    stream_id=self.id, code=failure.code, message=failure.message, retryable=failure.retryable
+                )
             )
-        yield self.end(finish, usage, stored=result is not None)
-        s.state = StreamState.ENDED
-
-    def end(self, finish: FinishReason, usage: Usage | None = None, stored: bool = False) -> End:
-        s = self.s
         # A new conversation whose first turn failed was never stored under the id `start` announced.
-        request = s.request
-        conversation_id = request.conversation_id if stored or not request.new_conversation else None
-        return End(
-            stream_id=s.id,
+        request = self.request
+        stored = result is not None
+        self.end = End(
+            stream_id=self.id,
             finish_reason=finish,
-            text="".join(self.parts),
-            output=self.output,
-            usage=usage or Usage(),
-            attempts=self.attempts,
-            ttft_s=self.ttft,
-            duration_s=time.monotonic() - s._arrived,
-            conversation_id=conversation_id,
+            text="".join(self._text),
+            output=self._output,
+            usage=result.usage if result else Usage(),
+            attempts=self._attempts,
+            ttft_s=None,
+            duration_s=time.monotonic() - self._arrived,
+            conversation_id=request.conversation_id if stored or not request.new_conversation else None,
         )
+        events.append(self.end)
+        self._move(StreamState.ENDED)
+        return events

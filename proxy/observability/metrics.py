@@ -50,8 +50,6 @@ OTHER: Final = "other"
 
 TRANSPORTS: Final[tuple[Transport, ...]] = get_args(Transport)
 OUTCOMES: Final[tuple[StreamOutcome, ...]] = get_args(StreamOutcome)
-TRACE_ID_KEY: Final = EXEMPLAR_LABEL
-"""`ctx.state[TRACE_ID_KEY]`: the stream's trace id (32 hex digits), set by the tracing observer."""
 
 # Buckets (seconds): the OpenTelemetry GenAI recommendations, extended down to 1 ms (a proxy sees
 # sub-10 ms gaps) and up to minutes (reasoning models, long answers). SLO thresholds are added as
@@ -261,7 +259,7 @@ class ProxyMetrics:
         if trace_id is None:
             child.observe(value)
         elif self.exemplars is None:
-            child.observe(value, {TRACE_ID_KEY: trace_id})
+            child.observe(value, {EXEMPLAR_LABEL: trace_id})
         else:
             child.observe(value)
             self.exemplars.record(hist, labels, value, trace_id)
@@ -354,7 +352,7 @@ class MetricsObserver:
                     labels,
                     self.m.ttft.labels(*labels),
                     ctx.first_content_at - ctx.arrived_at,
-                    ctx.state.get(TRACE_ID_KEY),
+                    ctx.trace_id,
                 )
         elif t is Heartbeat:
             self.m.transport_children[ctx.transport][1].inc()
@@ -379,7 +377,7 @@ class MetricsObserver:
             labels,
             m.duration.labels(*labels),
             time.monotonic() - ctx.arrived_at,
-            ctx.state.get(TRACE_ID_KEY),
+            ctx.trace_id,
         )
         if end is not None:
             usage = end.usage

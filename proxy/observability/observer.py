@@ -34,6 +34,9 @@ class StreamContext:
     """The model currently serving the stream (updated from `start` and attempt events)."""
     first_content_at: float | None = None
     last_content_at: float | None = None
+    trace_id: str | None = None
+    """The stream's trace id (32 hex digits) when it is sampled; set by the tracing observer when
+    the stream starts, so every later callback of any observer can read it."""
     state: dict[str, Any] = field(default_factory=dict)
     """Scratch space for observers (span handles, context tokens), keyed by observer."""
 

@@ -17,7 +17,6 @@ from typing import Any, Final, Literal
 from opentelemetry import trace
 
 from proxy.events import AttemptStarted, End, Error, Event, Fallback, Retry, Start
-from proxy.observability.metrics import TRACE_ID_KEY
 from proxy.observability.observer import StreamContext, StreamOutcome
 
 STREAM_LOGGER: Final = "agent_proxy.stream"
@@ -92,8 +91,7 @@ class _StreamLog:
 
 
 class LogObserver:
-    """Writes the stream line at `stream_finished` (an `Observer`). Put it after the tracing
-    observer, which provides the trace id."""
+    """Writes the stream line at `stream_finished` (an `Observer`)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger(STREAM_LOGGER)
@@ -136,6 +134,6 @@ class LogObserver:
             "duration_s": round(time.monotonic() - ctx.arrived_at, 6),
             "input_tokens": end.usage.input_tokens if end is not None else None,
             "output_tokens": end.usage.output_tokens if end is not None else None,
-            "trace_id": ctx.state.get(TRACE_ID_KEY),
+            "trace_id": ctx.trace_id,
         }
         self._log.info("stream finished", extra={FIELDS_ATTR: fields})

@@ -37,7 +37,7 @@ from proxy.events import (
     Retry,
     Start,
 )
-from proxy.observability.metrics import TRACE_ID_KEY, package_version
+from proxy.observability.metrics import package_version
 from proxy.observability.observer import StreamContext, StreamOutcome
 
 if TYPE_CHECKING:
@@ -144,8 +144,7 @@ class _StreamTrace:
 class TracingObserver:
     """Makes the stream and attempt spans from the event stream (an `Observer`).
 
-    Put it first among the observers: it stores the stream's trace id in `ctx.state["trace_id"]`
-    for the metrics (exemplars) and the stream log."""
+    It sets `ctx.trace_id` when the stream starts, for the metrics (exemplars) and the stream log."""
 
     def __init__(self, provider: trace.TracerProvider) -> None:
         self._tracer = provider.get_tracer(SCOPE, package_version())
@@ -162,7 +161,7 @@ class TracingObserver:
         ctx.state[_STATE_KEY] = _StreamTrace(span, token)
         sc = span.get_span_context()
         if sc.is_valid and sc.trace_flags.sampled:
-            ctx.state[TRACE_ID_KEY] = format(sc.trace_id, "032x")
+            ctx.trace_id = format(sc.trace_id, "032x")
 
     def event_sent(self, ctx: StreamContext, event: Event) -> None:
         handler = self._handlers.get(type(event))

@@ -1,9 +1,12 @@
 """The writer loop every transport shares: events to the wire, heartbeats, and the observer calls.
 
 `pump` is the only place where a stream's events meet the observer, so metrics, traces and logs
-see the same sequence on every transport. Heartbeats come from a timer task rather than a timeout
-around each read: a read cancelled by a timeout would cancel the upstream request, and the timer
-costs nothing per event.
+see the same sequence on every transport. It is also where time to first token is measured (from
+the request's arrival to the first `delta`/`output` written), once: observers read it from the
+context, and `end.ttft_s` is filled in from it.
+
+Heartbeats come from a timer task rather than a timeout around each read: a read cancelled by a
+timeout would cancel the upstream request, and the timer costs nothing per event.
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ async def pump(
             if event.internal:
                 observer.event_sent(ctx, event)
                 continue
-            if isinstance(event, End) and beat is not None:
-                beat.cancel()
+            if isinstance(event, End):
+                if beat is not None:
+                    beat.cancel()
+                if ctx.first_content_at is not None:
+                    event.ttft_s = ctx.first_content_at - ctx.arrived_at
             await send(event)
             last[0] = loop.time()
             if isinstance(event, CONTENT_EVENTS):

@@ -56,7 +56,7 @@ async def _otlp(settings_json: str) -> dict[str, Any]:
     shutdown()
     return {
         "instrumented": settings is not None,
-        "trace_id": driven.ctx.state.get("trace_id"),
+        "trace_id": driven.ctx.trace_id,
         "processors": processors,
     }
 
@@ -69,7 +69,7 @@ async def _worker(streams: int, leak: bool) -> dict[str, Any]:
     trace_ids = []
     for i in range(streams):
         driven = await drive(observer, Script(f"s-{os.getpid()}-{i}").ok(), transport="sse")
-        trace_ids.append(driven.ctx.state["trace_id"])
+        trace_ids.append(driven.ctx.trace_id)
     if leak:
         observer.stream_started(StreamContext(stream_id="open", agent="demo", transport="sse"))
     shutdown()

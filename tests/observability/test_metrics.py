@@ -279,7 +279,8 @@ async def test_openmetrics_exposition_carries_trace_ids_as_exemplars(
 ) -> None:
     observer = Observers([TracingObserver(traced.provider), MetricsObserver(metrics)])
     driven = await drive(observer, Script().ok())
-    trace_id = driven.ctx.state["trace_id"]
+    trace_id = driven.ctx.trace_id
+    assert trace_id is not None
 
     body, content_type = metrics.render("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")

@@ -55,7 +55,7 @@ async def test_one_json_line_per_stream_with_the_fields_an_operator_needs(
     expected = {
         "event": "stream_finished", "stream_id": "s-42", "agent": "demo", "model": "mock:fast",
         "transport": "openai", "outcome": "stop", "attempts": 2, "retries": 1, "fallbacks": 1,
-        "error_code": None, "input_tokens": 11, "output_tokens": 22, "trace_id": driven.ctx.state["trace_id"],
+        "error_code": None, "input_tokens": 11, "output_tokens": 22, "trace_id": driven.ctx.trace_id,
     }  # fmt: skip
     assert {k: line[k] for k in expected} == expected
     assert 0.1 <= line["ttft_s"] <= line["duration_s"] < 1.0

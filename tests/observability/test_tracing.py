@@ -131,7 +131,7 @@ async def test_pydantic_ai_spans_nest_under_the_attempt_under_the_stream(traced:
     assert attempt.attributes["agent_proxy.model"] == "mock:fast"
     assert attempt.attributes["agent_proxy.attempt"] == 1
     assert attempt.attributes["agent_proxy.outcome"] == "success"
-    assert driven.ctx.state["trace_id"] == format(stream.context.trace_id, "032x")
+    assert driven.ctx.trace_id == format(stream.context.trace_id, "032x")
     # Every context we attached was detached again.
     assert trace.get_current_span() is trace.INVALID_SPAN
 
@@ -168,7 +168,7 @@ async def test_incoming_traceparent_is_continued(traced: Traced) -> None:
     assert format(stream.parent.span_id, "016x") == TRACEPARENT_SPAN
     assert stream.context.trace_state.get("vendor") == "1"
     assert {s.context.trace_id for s in traced.spans()} == {int(TRACEPARENT_TRACE, 16)}
-    assert driven.ctx.state["trace_id"] == TRACEPARENT_TRACE
+    assert driven.ctx.trace_id == TRACEPARENT_TRACE
 
 
 async def test_malformed_traceparent_starts_a_new_trace(traced: Traced) -> None:
