@@ -10,8 +10,8 @@ Two paths give the same events, history and errors:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,7 @@ def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
 
 async def run_attempt(
     runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
-) -> AsyncIterator[Event | AttemptResult]:
+) -> AsyncGenerator[Event | AttemptResult, None]:
     """Yield this attempt's public events, then one AttemptResult.
 
     Raises AttemptTimeout / AttemptCancelled from the pacer; upstream errors propagate as
@@ -131,24 +131,28 @@ async def run_attempt(
         source = _direct_attempt(runtime, choice, stream_id, request, pacer)
     else:
         source = _agent_attempt(runtime, choice, stream_id, request, pacer)
-    async for item in source:
-        yield item
+    async with aclosing(source) as items:
+        async for item in items:
+            yield item
 
 
 async def _agent_attempt(
     runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
-) -> AsyncIterator[Event | AttemptResult]:
+) -> AsyncGenerator[Event | AttemptResult, None]:
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
     output = _PartialOutput(stream_id) if runtime.structured else None
-    async with runtime.agent.run_stream_events(
-        request.prompt,
-        model=choice.model,
-        message_history=request.history,
-        instructions=request.instructions,
-        model_settings=request.options.model_settings() if request.options else None,
-        usage_limits=limits,
-    ) as events:
-        async for ev in pacer.paced(aiter(events)):
+    async with (
+        runtime.agent.run_stream_events(
+            request.prompt,
+            model=choice.model,
+            message_history=request.history,
+            instructions=request.instructions,
+            model_settings=request.options.model_settings() if request.options else None,
+            usage_limits=limits,
+        ) as events,
+        aclosing(pacer.paced(aiter(events))) as paced,
+    ):
+        async for ev in paced:
             event = _part_event(ev, stream_id, output)
             if event is not None:
                 yield event
@@ -196,7 +200,7 @@ def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
 
 async def _direct_attempt(
     runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
-) -> AsyncIterator[Event | AttemptResult]:
+) -> AsyncGenerator[Event | AttemptResult, None]:
     prompt = ModelRequest(
         parts=[UserPromptPart(content=request.prompt)], instructions=_instructions(runtime, request)
     )
@@ -216,10 +220,11 @@ async def _direct_attempt(
         stream = await pacer.wait(stack.enter_async_context(request_stream))
         if isinstance(stream, PlainTextSource):
             stream.plain_text_events = True  # only the text is wanted here
-        async for ev in pacer.paced(aiter(stream)):
-            event = _part_event(ev, stream_id, None)
-            if event is not None:
-                yield event
+        async with aclosing(pacer.paced(aiter(stream))) as paced:
+            async for ev in paced:
+                event = _part_event(ev, stream_id, None)
+                if event is not None:
+                    yield event
         response = stream.get()
     finish = _check_finished(response, choice)
     if not any(isinstance(p, TextPart) and p.content for p in response.parts):

@@ -12,7 +12,7 @@ context, which closes the request. Call `close()` when the attempt ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Literal, TypeVar
 
 from proxy.config import TimeoutSettings
@@ -106,12 +106,17 @@ class Pacer:
         t = self._timeouts
         return {"first_token": t.first_token_s, "idle": t.idle_s, "total": t.total_s}[kind]
 
-    async def paced(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """The items of `source`, each awaited with `wait`."""
-        while True:
-            try:
-                item = await self.wait(anext(source))
-            except StopAsyncIteration:
-                return
-            self._got_first = True
-            yield item
+    async def paced(self, source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+        """The items of `source`, each awaited with `wait`; closing this closes `source`."""
+        try:
+            while True:
+                try:
+                    item = await self.wait(anext(source))
+                except StopAsyncIteration:
+                    return
+                self._got_first = True
+                yield item
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()

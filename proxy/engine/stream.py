@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from enum import StrEnum
 from typing import Any, Final
 
@@ -184,11 +185,12 @@ class Stream:
                 )
             )
             result: AttemptResult | None = None
-            async for item in self._models():
-                if isinstance(item, AttemptResult):
-                    result = item
-                else:
-                    yield self._stamp(item)
+            async with aclosing(self._models()) as items:
+                async for item in items:
+                    if isinstance(item, AttemptResult):
+                        result = item
+                    else:
+                        yield self._stamp(item)
             for event in self._ending(result):
                 yield self._stamp(event)
         except Exception:
@@ -201,7 +203,7 @@ class Stream:
         finally:
             self._close()
 
-    async def _models(self) -> AsyncIterator[Event | AttemptResult]:
+    async def _models(self) -> AsyncGenerator[Event | AttemptResult, None]:
         """The agent's models in order until one answers, the stream gives up, or it is cancelled."""
         fallback_from: ModelChoice | None = None
         for choice in self.runtime.models:
@@ -226,8 +228,9 @@ class Stream:
                 if self._attempts and self._failure is not None:
                     yield self._retry_event(self._failure, 0.0)
             fallback_from = choice
-            async for item in self._model_attempts(choice):
-                yield item
+            async with aclosing(self._model_attempts(choice)) as items:
+                async for item in items:
+                    yield item
             if self._failure is None or self._cancel_reason is not None or not self._may_retry(self._failure):
                 return
 
@@ -253,7 +256,7 @@ class Stream:
         except TimeoutError:
             pass
 
-    async def _model_attempts(self, choice: ModelChoice) -> AsyncIterator[Event | AttemptResult]:
+    async def _model_attempts(self, choice: ModelChoice) -> AsyncGenerator[Event | AttemptResult, None]:
         """Attempts on one model; leaves `self._failure` set when they are spent or given up."""
         retrying = build_retrying(
             self.runtime.retry,
@@ -271,8 +274,9 @@ class Stream:
                 breaker.release()
                 return
             try:
-                async for item in self._attempt(choice):
-                    yield item
+                async with aclosing(self._attempt(choice)) as items:
+                    async for item in items:
+                        yield item
             except AttemptFailed as exc:
                 self._failure = exc.failure
                 if exc.failure.upstream_fault:
@@ -292,15 +296,16 @@ class Stream:
                     yield self._circuit_changed(choice, changed)
                 return
             try:
-                async for step in self._next_attempt(attempts):
-                    if isinstance(step, AttemptManager):
-                        attempt = step
-                    else:
-                        yield step
+                async with aclosing(self._next_attempt(attempts)) as steps:
+                    async for step in steps:
+                        if isinstance(step, AttemptManager):
+                            attempt = step
+                        else:
+                            yield step
             except AttemptFailed:
                 return  # spent (max_attempts or deadline) or not retryable: tenacity re-raised it
 
-    async def _next_attempt(self, attempts: AsyncRetrying) -> AsyncIterator[Retry | AttemptManager]:
+    async def _next_attempt(self, attempts: AsyncRetrying) -> AsyncGenerator[Retry | AttemptManager, None]:
         """Let tenacity decide after a failed attempt: the `retry` event, then the next attempt.
 
         Tenacity chooses the delay, calls `before_sleep`, then sleeps inside its iterator; the
@@ -321,7 +326,7 @@ class Stream:
                 step.cancel()
                 await asyncio.gather(step, return_exceptions=True)
 
-    async def _attempt(self, choice: ModelChoice) -> AsyncIterator[Event | AttemptResult]:
+    async def _attempt(self, choice: ModelChoice) -> AsyncGenerator[Event | AttemptResult, None]:
         self._attempts += 1
         self._move(StreamState.ATTEMPTING)
         self._pacer = pacer = Pacer(self.runtime.timeouts, self._deadline)
@@ -330,20 +335,10 @@ class Stream:
             stream_id=self.id, agent=self.runtime.name, model=choice.name, attempt=self._attempts
         )
         try:
-            async for item in run_attempt(self.runtime, choice, self.id, self.request, pacer):
-                if isinstance(item, (Delta, Output)):
-                    if isinstance(item, Delta):
-                        self._text.append(item.text)
-                    elif not item.partial:
-                        self._output = item.data
-                    self._text_sent = self._content_sent = True
-                    if self.state is not StreamState.STREAMING:
-                        self._move(StreamState.STREAMING)
-                elif isinstance(item, (ToolCall, ToolResult)):
-                    self._content_sent = True
-                    if self.state is not StreamState.STREAMING:
-                        self._move(StreamState.STREAMING)
-                yield item
+            async with aclosing(run_attempt(self.runtime, choice, self.id, self.request, pacer)) as items:
+                async for item in items:
+                    self._took(item)
+                    yield item
         except AttemptCancelled:
             yield self._attempt_finished(choice, started, "cancelled", None)
             raise AttemptFailed(Failure.cancelled()) from None
@@ -357,6 +352,21 @@ class Stream:
             pacer.close()
             self._pacer = None
         yield self._attempt_finished(choice, started, "success", None)
+
+    def _took(self, item: Event | AttemptResult) -> None:
+        """Keep what the client now holds; its first content moves the attempt to `streaming`."""
+        if isinstance(item, (Delta, Output)):
+            if isinstance(item, Delta):
+                self._text.append(item.text)
+            elif not item.partial:
+                self._output = item.data
+            self._text_sent = self._content_sent = True
+        elif isinstance(item, (ToolCall, ToolResult)):
+            self._content_sent = True
+        else:
+            return
+        if self.state is not StreamState.STREAMING:
+            self._move(StreamState.STREAMING)
 
     # --- the events the state machine emits ---------------------------------------------------
 
