@@ -1,0 +1,68 @@
+"""Encoding answers in OpenAI's shapes: `chat.completion.chunk` SSE lines (the per-delta path is
+one `dumps` of the text) and the non-streaming `chat.completion` object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.events import End
+from proxy.transports.wire import encode_json
+
+KEEPALIVE = b": keepalive\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def usage(end: End) -> dict[str, int]:
+    prompt, completion = end.usage.input_tokens, end.usage.output_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def content_text(end: End) -> str:
+    if end.output is not None:
+        return encode_json(end.output).decode()
+    return end.text or ""
+
+
+class Chunks:
+    """Encodes one stream's `chat.completion.chunk` lines; the per-delta path is one `dumps` of the text."""
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._head = b'data: {"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,' % (
+            encode_json(completion_id),
+            created,
+            encode_json(model),
+        )
+
+    def _line(self, rest: dict[str, Any]) -> bytes:
+        # `rest` holds the keys after `model`; orjson writes `{...}`, so drop its opening brace.
+        return self._head + encode_json(rest)[1:] + b"\n\n"
+
+    def choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return self._line(
+            {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        )
+
+    def content(self, text: str) -> bytes:
+        return self.choice({"content": text})
+
+    def usage(self, end: End) -> bytes:
+        return self._line({"choices": [], "usage": usage(end)})
+
+
+def completion(completion_id: str, created: int, model: str, end: End) -> dict[str, Any]:
+    """The `chat.completion` object of a stream that ended well."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content_text(end), "refusal": None},
+                "logprobs": None,
+                "finish_reason": end.finish_reason,
+            }
+        ],
+        "usage": usage(end),
+    }
