@@ -25,7 +25,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	scripts/ensure-prometheus.sh
+	scripts/ensure-tools.sh prometheus promtool prometheus
+	scripts/ensure-tools.sh redis-server redis-server
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest

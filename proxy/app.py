@@ -11,7 +11,6 @@ from aiohttp import web
 
 from proxy.agents import build_registry
 from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
-from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
 from proxy.engine.breaker import Breakers
 from proxy.engine.refusals import Refused
@@ -19,9 +18,11 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.state import build_state
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
+from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
 from proxy.transports.sse import SSETransport
 from proxy.transports.ws import WSTransport
@@ -68,16 +69,21 @@ async def create_app(settings: Settings) -> web.Application:
     telemetry = Telemetry(settings.observability, agents=list(settings.agents), models=_model_names(settings))
     registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings())
     await registry.start()
+    state = build_state(settings, telemetry.state_metrics)
+    await state.start()
     engine = Engine(
         registry,
-        MemoryConversationStore(settings.conversations.max_conversations, settings.conversations.idle_ttl_s),
+        state,
         Breakers(settings.circuit.failure_threshold, settings.circuit.cooldown_s),
         max_concurrent_streams=settings.server.max_concurrent_streams,
         max_prompt_chars=settings.server.max_prompt_chars,
+        grace_s=settings.resume.grace_s,
+        metrics=telemetry.state_metrics,
     )
     observer = telemetry.observer
     server = settings.server
-    sse = SSETransport(engine, observer, server.heartbeat_interval_s)
+    resume = ResumeTransport(engine, server.heartbeat_interval_s)
+    sse = SSETransport(engine, observer, server.heartbeat_interval_s, resume)
     ws = WSTransport(
         engine,
         observer,
@@ -94,6 +100,7 @@ async def create_app(settings: Settings) -> web.Application:
     app[TELEMETRY] = telemetry
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)
+    app.router.add_get("/v1/streams/{stream_id}", resume.get)
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_post("/v1/agents/{agent}/run", run.post)
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
@@ -104,6 +111,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", _metrics)
 
     async def _shutdown(app: web.Application) -> None:
+        await state.aclose()
         await registry.aclose()
         telemetry.shutdown()
         if mock is not None:
@@ -130,6 +138,8 @@ async def _readyz(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     if engine.draining:
         return _json({"status": "draining"}, status=503)
+    if not engine.state.healthy:
+        return _json({"status": "state_unavailable"}, status=503)
     return _json({"status": "ready", "agents": len(engine.registry.agents)})
 
 

@@ -90,6 +90,34 @@ class ConversationSettings(Section):
     """Conversations kept in memory (least recently used dropped first)."""
     idle_ttl_s: float = Field(3600.0, gt=0)
     """A conversation unused for this long is forgotten."""
+    max_messages: int = Field(1000, ge=2)
+    """Messages kept per conversation (the oldest turns are dropped first)."""
+
+
+class StateSettings(Section):
+    """Where shared state lives (DESIGN 10): conversations, stream logs, stream leases."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    """`memory`: this process only (one worker); `redis`: shared by every worker and replica."""
+    redis_url_env: str = "AGENT_PROXY_REDIS_URL"
+    """The environment variable holding the Redis URL (`redis://host:6379/0`)."""
+    key_prefix: str = "agent-proxy:"
+    """Prefix of every Redis key, so that several proxies can share one Redis."""
+    timeout_s: float = Field(1.0, gt=0)
+    """Longest one Redis operation may take; a request that needs it then gets 503."""
+    lease_ttl_s: float = Field(3.0, gt=0)
+    """A stream's owner renews its lease this often (a third of it); another replica takes the
+    stream over this long after the owner stopped renewing."""
+    max_logs: int = Field(1000, ge=1)
+    """Memory backend: the newest stream logs kept for resumption."""
+
+
+class ResumeSettings(Section):
+    grace_s: float = Field(0.0, ge=0)
+    """A stream whose client left keeps running this long for a client to resume it (0: cancel at
+    once)."""
+    resume_ttl_s: float = Field(300.0, gt=0)
+    """How long a stream's events stay resumable after its `end`."""
 
 
 class UpstreamSettings(Section):
@@ -168,6 +196,8 @@ class Settings(BaseSettings):
     timeouts: TimeoutSettings = TimeoutSettings()
     circuit: CircuitSettings = CircuitSettings()
     conversations: ConversationSettings = ConversationSettings()
+    state: StateSettings = StateSettings()
+    resume: ResumeSettings = ResumeSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
     mcp_servers: dict[str, MCPServerSettings] = Field(default_factory=dict)

@@ -1,8 +1,10 @@
-"""Conversation history: a bounded in-memory store behind a small interface.
+"""Conversation history in memory (the embedded default); Redis keeps it behind the same
+interface (`proxy.engine.shared.ConversationStore`, `proxy/state/redis.py`).
 
 A conversation is written once per successful stream, with the run's whole message list, so the
 final assistant message is stored exactly once however the client consumed the stream. Failed or
-cancelled streams leave the conversation as it was.
+cancelled streams leave the conversation as it was. A conversation belongs to the owner that
+created it; any other owner is told it does not exist.
 """
 
 from __future__ import annotations
@@ -11,56 +13,64 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
-from pydantic_ai.messages import ModelMessage
-
-
-class ConversationStore(Protocol):
-    def get(self, conversation_id: str) -> list[ModelMessage] | None:
-        """The history, or None if the conversation is unknown or expired."""
-
-    def put(self, conversation_id: str, messages: Sequence[ModelMessage]) -> None: ...
-
-    def __len__(self) -> int: ...
+from pydantic_ai.messages import ModelMessage, ModelRequest
 
 
 def new_conversation_id() -> str:
     return f"conv_{uuid.uuid4().hex}"
 
 
+def trim_history(messages: list[ModelMessage], max_messages: int) -> list[ModelMessage]:
+    """The newest `max_messages` at most, starting at a request (a turn is never cut in half)."""
+    if len(messages) <= max_messages:
+        return messages
+    kept = messages[-max_messages:]
+    for i, message in enumerate(kept):
+        if isinstance(message, ModelRequest):
+            return kept[i:]
+    return kept
+
+
 class MemoryConversationStore:
     """LRU over at most `max_conversations`; entries idle longer than `idle_ttl_s` expire."""
 
     def __init__(
-        self, max_conversations: int, idle_ttl_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_conversations: int,
+        idle_ttl_s: float,
+        max_messages: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._max_messages = max_messages
         self._max = max_conversations
         self._ttl = idle_ttl_s
         self._clock = clock
-        self._items: OrderedDict[str, tuple[float, list[ModelMessage]]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, str | None, list[ModelMessage]]] = OrderedDict()
 
     def _expire(self, now: float) -> None:
         while self._items:
-            oldest, (touched, _) = next(iter(self._items.items()))
+            oldest, (touched, _, _) = next(iter(self._items.items()))
             if now - touched < self._ttl:
                 return
             del self._items[oldest]
 
-    def get(self, conversation_id: str) -> list[ModelMessage] | None:
+    async def get(self, conversation_id: str, owner: str | None = None) -> list[ModelMessage] | None:
         now = self._clock()
         self._expire(now)
         item = self._items.get(conversation_id)
-        if item is None:
+        if item is None or item[1] != owner:
             return None
-        self._items[conversation_id] = (now, item[1])
+        self._items[conversation_id] = (now, owner, item[2])
         self._items.move_to_end(conversation_id)
-        return list(item[1])
+        return list(item[2])
 
-    def put(self, conversation_id: str, messages: Sequence[ModelMessage]) -> None:
+    async def put(
+        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = None
+    ) -> None:
         now = self._clock()
         self._expire(now)
-        self._items[conversation_id] = (now, list(messages))
+        self._items[conversation_id] = (now, owner, trim_history(list(messages), self._max_messages))
         self._items.move_to_end(conversation_id)
         while len(self._items) > self._max:
             self._items.popitem(last=False)

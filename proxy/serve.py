@@ -76,6 +76,15 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     settings = _with_flags(settings, args)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    if settings.server.workers > 1 and settings.state.backend == "memory":
+        log.error(
+            '--workers %d needs shared state: with [state] backend = "memory" each worker keeps its '
+            "own conversations and stream logs, so a continuation or a resume that reaches another "
+            'worker fails. Set [state] backend = "redis" with the URL in $%s, or run one worker.',
+            settings.server.workers,
+            settings.state.redis_url_env,
+        )
+        return 2
     if settings.server.workers > 1:
         log.info(_banner(settings))
         return run_workers(settings, args)

@@ -16,9 +16,11 @@ from prometheus_client import values as prometheus_values
 from proxy.agents import build_registry
 from proxy.app import ENGINE, create_app
 from proxy.config import Settings
+from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
 from proxy.engine.runtime import AgentRegistry
 from proxy.mock_upstream import MockServer, start_mock
+from tests.redis_server import RedisServer
 
 
 @dataclass
@@ -30,6 +32,12 @@ class Proxy:
     @property
     def engine(self) -> Engine:
         return self.app[ENGINE]
+
+    @property
+    def conversations(self) -> MemoryConversationStore:
+        store = self.engine.store
+        assert isinstance(store, MemoryConversationStore)
+        return store
 
 
 def settings_for(mock: MockServer, agents: dict[str, Any], **sections: Any) -> Settings:
@@ -46,6 +54,22 @@ def settings_for(mock: MockServer, agents: dict[str, Any], **sections: Any) -> S
         },
         **sections,
     )
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_state(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The `[state]` section of a Redis-backed proxy, with a key prefix of this test's own; the URL
+    is in the environment variable the section names, as in production."""
+    monkeypatch.setenv("AGENT_PROXY_REDIS_URL", redis_server.url)
+    return {"backend": "redis", "key_prefix": redis_server.prefix(), "lease_ttl_s": 1.0}
 
 
 @pytest.fixture

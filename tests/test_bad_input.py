@@ -73,7 +73,7 @@ async def test_bad_post_is_refused_with_a_json_error(
     assert body["error"]["message"]
     assert mock.stats.total.requests == 0
     assert not proxy.engine.active
-    assert len(proxy.engine.store) == 0
+    assert len(proxy.conversations) == 0
 
 
 async def test_get_without_prompt_is_a_422(

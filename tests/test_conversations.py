@@ -30,7 +30,7 @@ async def test_second_prompt_continues_the_conversation(
         ("assistant", first.end["text"]),
         ("user", "what is my name?"),
     ]
-    history = proxy.engine.store.get(conversation_id)
+    history = await proxy.engine.store.get(conversation_id)
     assert history is not None
     responses = [m for m in history if isinstance(m, ModelResponse)]
     # Each assistant message exactly once, even though the client only ever saw deltas.
@@ -55,7 +55,7 @@ async def test_unknown_conversation_is_a_404_and_creates_nothing(
     result = await post_stream(session, proxy.url, "a", "hi", conversation_id="conv_nope")
     assert result.status == 404
     assert result.body["error"]["code"] == "unknown_conversation"
-    assert len(proxy.engine.store) == 0
+    assert len(proxy.conversations) == 0
     assert mock.stats.total.requests == 0
 
 
@@ -66,21 +66,21 @@ async def test_failed_first_turn_stores_nothing(
     result = await post_stream(session, proxy.url, "a", "hi")
     assert result.end["finish_reason"] == "error"
     assert result.end["conversation_id"] is None
-    assert len(proxy.engine.store) == 0
+    assert len(proxy.conversations) == 0
 
 
-def test_store_is_bounded_by_count_and_idle_time() -> None:
+async def test_store_is_bounded_by_count_and_idle_time() -> None:
     now = [0.0]
     store = MemoryConversationStore(max_conversations=2, idle_ttl_s=10, clock=lambda: now[0])
-    store.put("a", [])
-    store.put("b", [])
-    assert store.get("a") == []  # touching "a" makes "b" the least recently used
-    store.put("c", [])
-    assert store.get("b") is None
+    await store.put("a", [])
+    await store.put("b", [])
+    assert await store.get("a") == []  # touching "a" makes "b" the least recently used
+    await store.put("c", [])
+    assert await store.get("b") is None
     assert len(store) == 2
     now[0] = 5
-    assert store.get("c") == []
+    assert await store.get("c") == []
     now[0] = 12
-    assert store.get("a") is None  # idle since t=0
-    assert store.get("c") == []  # touched at t=5
+    assert await store.get("a") is None  # idle since t=0
+    assert await store.get("c") == []  # touched at t=5
     assert len(store) == 1

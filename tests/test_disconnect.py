@@ -39,7 +39,7 @@ async def test_disconnect_mid_stream_closes_the_upstream_within_a_second(
     await mock.stats.wait_for(lambda s: s.for_model(SLOW).streams_closed_by_client == 1, timeout=1.0)
     await proxy.engine.wait_idle(1.0)
     assert mock.stats.for_model(SLOW).streams_completed == 0
-    assert len(proxy.engine.store) == 0
+    assert len(proxy.conversations) == 0
     await no_pending_tasks()
 
 

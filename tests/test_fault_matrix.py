@@ -97,8 +97,9 @@ class Seen:
 async def via_sse(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
     async with session.post(f"{proxy.url}/v1/agents/{agent}/stream", json={"prompt": "hi"}) as resp:
         result = await read_sse(resp)
+    stream_id = result.events[0].data["stream_id"]
     assert [e.id for e in result.events if e.event != "heartbeat"] == [
-        str(i) for i in range(len(result.types()))
+        f"{stream_id}:{i}" for i in range(len(result.types()))
     ]
     return Seen([e.data for e in result.events], [e.at for e in result.events])
 

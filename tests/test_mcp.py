@@ -57,7 +57,7 @@ async def test_tool_call_then_result_then_text_over_stdio_and_stored_once(
     assert "README.md" in answer["content"] and "src/" in answer["content"]
     assert "README.md" in result.end["text"]  # the mock quotes the tool result in its answer
     assert_stream_invariants([e.data for e in result.events])
-    history = proxy.engine.store.get(result.end["conversation_id"])
+    history = await proxy.engine.store.get(result.end["conversation_id"])
     assert history is not None
     responses = [m for m in history if isinstance(m, ModelResponse)]
     assert [type(p) for r in responses for p in r.parts] == [ToolCallPart, TextPart]

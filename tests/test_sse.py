@@ -24,7 +24,9 @@ async def test_post_stream_sends_start_deltas_end_with_the_upstream_text(
     assert result.headers["Cache-Control"] == "no-cache"
     assert result.headers["X-Accel-Buffering"] == "no"
     assert result.types() == ["start"] + ["delta"] * 6 + ["end"]
-    assert [e.id for e in result.events] == [str(i) for i in range(8)]
+    # `id:` names the stream and the seq, so that a reconnecting EventSource can resume it.
+    stream_id = result.events[0].data["stream_id"]
+    assert [e.id for e in result.events] == [f"{stream_id}:{i}" for i in range(8)]
     assert [d["text"] for d in result.of("delta")] == ["tok0", " tok1", " tok2", " tok3", " tok4", " tok5"]
     end = result.end
     assert end["text"] == "tok0 tok1 tok2 tok3 tok4 tok5"
@@ -106,7 +108,8 @@ async def test_an_http_1_0_client_gets_the_events_unframed_until_the_connection_
     head, _, payload = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200")
     assert b"transfer-encoding" not in head.lower()
-    assert payload.startswith(b"id: 0\nevent: start\ndata: {")  # no chunk-size line
+    assert payload.startswith(b"id: str_")  # no chunk-size line
+    assert payload.split(b"\n", 1)[1].startswith(b"event: start\ndata: {")
     assert b"\r" not in payload
     events = [parse_sse_block(block, time.monotonic()) for block in payload.split(b"\n\n") if block]
     assert [e.event for e in events if e is not None] == ["start"] + ["delta"] * 5 + ["end"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
+from typing import Any
 
 import aiohttp
 import orjson
@@ -18,8 +22,48 @@ def requests_total(exposition: str) -> float:
     return sum(float(v) for v in pattern.findall(exposition))
 
 
-async def test_requests_spread_over_workers_sum_to_r_in_one_scrape() -> None:
-    async with serve("--workers", "2", env={"AGENT_PROXY_CONFIG": ""}, listening=2) as served:
+def redis_env(redis_state: dict[str, Any]) -> dict[str, str]:
+    """The built-in demo on Redis-backed shared state, through the environment."""
+    return {
+        "AGENT_PROXY_CONFIG": "",
+        "AGENT_PROXY_STATE__BACKEND": "redis",
+        "AGENT_PROXY_STATE__KEY_PREFIX": redis_state["key_prefix"],
+    }
+
+
+async def test_several_workers_on_the_memory_backend_refuse_to_start_and_say_why() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "serve", "--port", "0", "--workers", "2",
+        env={**os.environ, "AGENT_PROXY_CONFIG": ""},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    assert process.returncode == 2
+    assert b"--workers 2 needs shared state" in output and b"AGENT_PROXY_REDIS_URL" in output
+    assert b"listening on" not in output
+
+
+async def test_continuations_work_whichever_worker_serves_them(redis_state: dict[str, Any]) -> None:
+    async with serve("--workers", "2", env=redis_env(redis_state), listening=2) as served:
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            first = await post_stream(session, served.url, "demo", "hi")
+            conversation = first.end["conversation_id"]
+            for i in range(8):
+                turn = await post_stream(
+                    session, served.url, "demo", f"and {i}?", conversation_id=conversation
+                )
+                assert turn.status == 200
+                assert turn.end["finish_reason"] == "stop"
+                assert turn.end["conversation_id"] == conversation
+        assert await served.stop() == 0
+    pids = {orjson.loads(line)["pid"] for line in served.log if '"outcome"' in line}
+    assert len(pids) == 2  # both workers served turns of the one conversation
+
+
+async def test_requests_spread_over_workers_sum_to_r_in_one_scrape(redis_state: dict[str, Any]) -> None:
+    async with serve("--workers", "2", env=redis_env(redis_state), listening=2) as served:
         pids: set[int] = set()
         # A new connection per request lets the kernel spread them over the workers.
         connector = aiohttp.TCPConnector(force_close=True)

@@ -56,6 +56,15 @@ class UnknownConversation(Refused):
         super().__init__(f"no conversation {conversation_id!r} (it may have expired)")
 
 
+class UnknownStream(Refused):
+    """No stream to resume: never existed, expired, or belongs to someone else."""
+
+    code = "unknown_stream"
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"no stream {stream_id!r} to resume (it may have expired)")
+
+
 class Overloaded(Refused):
     code = "overloaded"
 

@@ -1,12 +1,15 @@
 """The engine as the transports see it: admit a request (or refuse it with a `Refused` of
-`proxy.engine.refusals`), track running streams, and drain them at shutdown."""
+`proxy.engine.refusals`), resume a stream from its log (taking it over when its process was lost),
+track running streams, and drain them at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 
-from proxy.conversations import ConversationStore, new_conversation_id
+from proxy.conversations import new_conversation_id
 from proxy.engine.breaker import Breakers
 from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
 from proxy.engine.refusals import (
@@ -15,26 +18,43 @@ from proxy.engine.refusals import (
     InvalidPrompt,
     Overloaded,
     PromptTooLong,
+    StateUnavailable,
     UnknownAgent,
     UnknownConversation,
+    UnknownStream,
 )
 from proxy.engine.runtime import AgentRegistry
-from proxy.engine.stream import Stream
+from proxy.engine.shared import (
+    OwnerLost,
+    SharedState,
+    StateError,
+    StateMetrics,
+    UnknownStreamError,
+)
+from proxy.engine.stream import Stream, StreamServices
+from proxy.events import Event
+
+_UNAVAILABLE = "the proxy's shared state cannot be reached; retry shortly"
 
 
 class Engine:
     def __init__(
         self,
         registry: AgentRegistry,
-        store: ConversationStore,
+        state: SharedState,
         breakers: Breakers,
         *,
         max_concurrent_streams: int,
         max_prompt_chars: int,
+        grace_s: float = 0.0,
+        metrics: StateMetrics | None = None,
     ) -> None:
         self.registry = registry
-        self.store = store
+        self.state = state
+        self.store = state.conversations
         self.breakers = breakers
+        self._services = StreamServices(state.conversations, breakers, state.logs, self._closed, grace_s)
+        self._metrics = metrics
         self.active: set[Stream] = set()
         self.draining = False
         self._max_streams = max_concurrent_streams
@@ -46,8 +66,14 @@ class Engine:
         if agent not in self.registry.agents:
             raise UnknownAgent(agent)
 
-    def open(
-        self, agent: str, prompt: object, conversation_id: object = None, *, arrived_at: float | None = None
+    async def open(
+        self,
+        agent: str,
+        prompt: object,
+        conversation_id: object = None,
+        *,
+        arrived_at: float | None = None,
+        owner: str | None = None,
     ) -> Stream:
         """A new stream on the proxy's own protocol, not yet running; raises `Refused` and then
         changes nothing. Its answer is stored in the conversation (a new one if none given)."""
@@ -63,19 +89,23 @@ class Engine:
             request.conversation_id = new_conversation_id()
             request.new_conversation = True
         else:
-            found = self.store.get(conversation_id)
+            try:
+                found = await self.store.get(conversation_id, owner)
+            except StateError:
+                raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
             if found is None:
                 raise UnknownConversation(conversation_id)
             request.history = found
-        return self._start(agent, request, arrived_at)
+        return self._start(agent, request, arrived_at, owner)
 
-    def open_chat(
+    async def open_chat(
         self,
         agent: str,
         messages: list[ChatMessage],
         options: RunOptions | None = None,
         *,
         arrived_at: float | None = None,
+        owner: str | None = None,
     ) -> Stream:
         """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history)."""
         self._admit(agent)
@@ -83,7 +113,7 @@ class Engine:
         request = chat_input(messages, runtime.allow_system_messages, options)
         if len(request.prompt) > self._max_prompt:
             raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
-        return self._start(agent, request, arrived_at)
+        return self._start(agent, request, arrived_at, owner)
 
     def check_accepting(self) -> None:
         """Raise `Draining` once the proxy is shutting down."""
@@ -93,21 +123,80 @@ class Engine:
     def _admit(self, agent: str) -> None:
         self.check_accepting()
         self.check_agent(agent)
+        if not self.state.healthy:
+            raise StateUnavailable(_UNAVAILABLE, retry_after=1)
 
-    def _start(self, agent: str, request: StreamInput, arrived_at: float | None) -> Stream:
+    def _start(self, agent: str, request: StreamInput, arrived_at: float | None, owner: str | None) -> Stream:
         if len(self.active) >= self._max_streams:
             raise Overloaded("too many concurrent streams", retry_after=1)
         stream = Stream(
             self.registry.agents[agent],
             request,
-            self.store,
-            self.breakers,
-            on_close=self._closed,
+            self._services,
             arrived_at=arrived_at if arrived_at is not None else time.monotonic(),
+            owner=owner,
         )
+        self._track(stream)
+        return stream
+
+    def _track(self, stream: Stream) -> None:
         self.active.add(stream)
         self._idle.clear()
+
+    async def resume(self, stream_id: str, after: int, owner: str | None = None) -> AsyncIterator[Event]:
+        """The events of a stream after seq `after`, from its log, then live to its `end`, on any
+        process. If the process running it is lost, this one takes it over. Raises `UnknownStream`
+        (or `StateUnavailable`) before the first event."""
+        try:
+            logged = await self.state.logs.follow(stream_id, after, owner)
+        except UnknownStreamError:
+            self._count_resume("unknown")
+            raise UnknownStream(stream_id) from None
+        except StateError:
+            self._count_resume("state_unavailable")
+            raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
+        self._count_resume("resumed")
+        return self._resumed(logged)
+
+    async def _resumed(self, logged: AsyncIterator[Event | OwnerLost]) -> AsyncGenerator[Event, None]:
+        async with aclosing(logged) as items:  # type: ignore[type-var]
+            async for item in items:
+                if not isinstance(item, OwnerLost):
+                    yield item
+                    continue
+                stream = await self._take_over(item)
+                if stream is None:
+                    continue  # another process took it over: its events arrive in the log
+                try:
+                    async for event in stream:
+                        yield event
+                finally:
+                    await stream.aclose()
+                return
+
+    async def _take_over(self, lost: OwnerLost) -> Stream | None:
+        try:
+            stored = await self.state.logs.take_over(lost.stream_id)
+        except StateError:
+            return None
+        if stored is None or stored.agent not in self.registry.agents:
+            return None
+        if self._metrics is not None:
+            self._metrics.took_over()
+        stream = Stream(
+            self.registry.agents[stored.agent],
+            stored.request,
+            self._services,
+            stream_id=stored.stream_id,
+            owner=stored.owner,
+            takeover_after=lost.last_seq,
+        )
+        self._track(stream)
         return stream
+
+    def _count_resume(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.resumed(outcome)
 
     def _closed(self, stream: Stream) -> None:
         self.active.discard(stream)

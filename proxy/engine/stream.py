@@ -24,19 +24,21 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState
 
-from proxy.conversations import ConversationStore
 from proxy.engine.attempt import AttemptResult, run_attempt
 from proxy.engine.breaker import Breakers, CircuitState
 from proxy.engine.failures import AttemptFailed, Failure, classify
+from proxy.engine.handoff import Handoff
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import AttemptCancelled, Pacer
 from proxy.engine.retrying import build_retrying
 from proxy.engine.runtime import AgentRuntime, ModelChoice
+from proxy.engine.shared import ConversationStore, StateError, StoredStream, StreamLogs
 from proxy.events import (
     AttemptFinished,
     AttemptOutcome,
@@ -88,6 +90,20 @@ class InvalidTransition(RuntimeError):
     """A move that `TRANSITIONS` does not allow: a bug in the engine."""
 
 
+@dataclass(frozen=True, slots=True)
+class StreamServices:
+    """What every stream of an engine shares."""
+
+    conversations: ConversationStore
+    breakers: Breakers
+    logs: StreamLogs
+    on_close: Callable[[Stream], None]
+    grace_s: float = 0.0
+    """How long a stream whose client left runs on, waiting for a client to resume it."""
+    follow_check_s: float = 1.0
+    """After the grace period, how often to check whether a client follows the stream again."""
+
+
 class Stream:
     """An accepted request; iterate it once to run it."""
 
@@ -95,28 +111,36 @@ class Stream:
         self,
         runtime: AgentRuntime,
         request: StreamInput,
-        store: ConversationStore,
-        breakers: Breakers,
-        on_close: Callable[[Stream], None],
+        services: StreamServices,
         stream_id: str | None = None,
         arrived_at: float | None = None,
+        owner: str | None = None,
+        takeover_after: int | None = None,
     ) -> None:
         self.id = stream_id or f"str_{uuid.uuid4().hex[:20]}"
         self.runtime = runtime
         self.request = request
+        self.owner = owner
+        """Who may continue its conversation and resume it (a key's name; None without keys)."""
         self.state = StreamState.ADMITTED
         self.end: End | None = None
         """The `end` event once the stream produced it (its usage is what the upstream reported)."""
-        self._store = store
-        self._breakers = breakers
-        self._on_close = on_close
+        self._services = services
+        self._store = services.conversations
+        self._breakers = services.breakers
+        self._logs = services.logs
+        self._takeover_after = takeover_after
         self._arrived = arrived_at if arrived_at is not None else time.monotonic()
         self._deadline = self._arrived + runtime.timeouts.total_s
-        self._seq = 0
+        self._seq = 0 if takeover_after is None else takeover_after + 1
         self._cancel_reason: FinishReason | None = None
         self._cancelled = asyncio.Event()
         self._pacer: Pacer | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
+        self._own_task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._handoff: Handoff | None = None
+        self._detached = False
         self._closed = False
         # What the client holds so far; a discarding `retry` clears it.
         self._text: list[str] = []
@@ -145,14 +169,60 @@ class Stream:
     async def __anext__(self) -> Event:
         if self._gen is None:
             self._gen = self._run()
-        return await anext(self._gen)
+            if self._services.grace_s > 0:
+                self._handoff = Handoff()
+                self._own_task = asyncio.create_task(self._run_on_own())
+        if self._handoff is None:
+            return await anext(self._gen)
+        return await self._handoff.get()
 
     async def aclose(self) -> None:
+        """The client is done with the stream. Before its `end` that means the client left: the
+        stream is cancelled at once, or (with a grace period) runs on for a client to resume it."""
+        if self._own_task is not None:
+            if self.end is None and not self._detached:
+                self._detached = True
+                self._handoff = None
+                self._watcher = asyncio.create_task(self._cancel_unless_followed())
+            elif self.end is not None:
+                await self._own_task
+            return
         try:
             if self._gen is not None:
+                if self.end is None:
+                    self.cancel("cancelled")
                 await self._gen.aclose()
         finally:
             self._close()
+
+    async def _run_on_own(self) -> None:
+        assert self._gen is not None
+        try:
+            async for event in self._gen:
+                if self._handoff is not None:
+                    self._handoff.put(event)
+        finally:
+            if self._handoff is not None:
+                self._handoff.close()
+            if self._watcher is not None:
+                self._watcher.cancel()
+            self._close()
+
+    async def _cancel_unless_followed(self) -> None:
+        """Cancelled by the stream's own task when the stream ends."""
+        pause = self._services.grace_s
+        while True:
+            await asyncio.sleep(pause)
+            if not await self._followed():
+                self.cancel("cancelled")
+                return
+            pause = self._services.follow_check_s
+
+    async def _followed(self) -> bool:
+        try:
+            return await self._logs.followed(self.id)
+        except StateError:
+            return False
 
     def _move(self, to: StreamState) -> None:
         if to not in TRANSITIONS[self.state]:
@@ -160,30 +230,29 @@ class Stream:
         self.state = to
 
     def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.end is None and self._gen is not None:
+            # Ended without its `end` (its task was cancelled): a client resuming it must not wait.
+            self.end = self._end_event(self._cancel_reason or "cancelled", None)
+            self._stamp(self.end)
         self.state = StreamState.ENDED
-        if not self._closed:
-            self._closed = True
-            self._on_close(self)
+        self._services.on_close(self)
 
     def _stamp(self, event: Event) -> Event:
         if not event.internal:
             event.seq = self._seq
             self._seq += 1
+            self._logs.append(self.id, event)
         return event
 
     # --- the whole stream ---------------------------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[Event, None]:
         try:
-            yield self._stamp(
-                Start(
-                    stream_id=self.id,
-                    agent=self.runtime.name,
-                    model=self.runtime.models[0].name,
-                    conversation_id=self.request.conversation_id,
-                    created_at=time.time(),
-                )
-            )
+            self._logs.begin(StoredStream(self.id, self.runtime.name, self.request, self.owner))
+            yield self._stamp(self._opening())
             result: AttemptResult | None = None
             async with aclosing(self._models()) as items:
                 async for item in items:
@@ -191,17 +260,38 @@ class Stream:
                         result = item
                     else:
                         yield self._stamp(item)
-            for event in self._ending(result):
+            for event in await self._ending(result):
                 yield self._stamp(event)
         except Exception:
             # A bug of ours must still not truncate the stream silently.
             log.exception("stream %s failed inside the engine", self.id)
             if self.end is None:
                 self._failure = Failure.internal("internal error in the proxy")
-                for event in self._ending(None):
+                for event in await self._ending(None):
                     yield self._stamp(event)
         finally:
             self._close()
+
+    def _opening(self) -> Event:
+        """`start`; for a stream taken over from a lost process, the `retry` that discards what its
+        client received from that process."""
+        if self._takeover_after is None:
+            return Start(
+                stream_id=self.id,
+                agent=self.runtime.name,
+                model=self.runtime.models[0].name,
+                conversation_id=self.request.conversation_id,
+                created_at=time.time(),
+            )
+        self._move(StreamState.RETRYING)
+        return Retry(
+            stream_id=self.id,
+            attempt=0,
+            max_attempts=self.runtime.retry.max_attempts,
+            reason="replica_lost",
+            delay_s=0.0,
+            discard=True,
+        )
 
     async def _models(self) -> AsyncGenerator[Event | AttemptResult, None]:
         """The agent's models in order until one answers, the stream gives up, or it is cancelled."""
@@ -404,16 +494,16 @@ class Stream:
             discard=discard,
         )
 
-    def _ending(self, result: AttemptResult | None) -> list[Event]:
+    async def _ending(self, result: AttemptResult | None) -> list[Event]:
         """`error` (if the stream failed) and `end`; stores the answer in the conversation."""
         events: list[Event] = []
         finish: FinishReason
+        stored = False
         if self._cancel_reason is not None and result is None:
             finish = self._cancel_reason
         elif result is not None:
             finish = "length" if result.finish_reason == "length" else "stop"
-            if self.request.conversation_id is not None:
-                self._store.put(self.request.conversation_id, result.messages)
+            stored = await self._store_answer(result)
         else:
             failure = self._failure or Failure.internal("no attempt ran")
             finish = failure.finish_reason
@@ -422,10 +512,26 @@ class Stream:
                     stream_id=self.id, code=failure.code, message=failure.message, retryable=failure.retryable
                 )
             )
-        # A new conversation whose first turn failed was never stored under the id `start` announced.
+        self.end = self._end_event(finish, result, stored)
+        events.append(self.end)
+        self._move(StreamState.ENDED)
+        return events
+
+    async def _store_answer(self, result: AttemptResult) -> bool:
+        conversation = self.request.conversation_id
+        if conversation is None:
+            return False
+        try:
+            await self._store.put(conversation, result.messages, self.owner)
+        except StateError:
+            log.warning("stream %s: its answer could not be stored in conversation state", self.id)
+            return False
+        return True
+
+    def _end_event(self, finish: FinishReason, result: AttemptResult | None, stored: bool = False) -> End:
+        # A new conversation whose first turn was not stored does not exist under the id `start` named.
         request = self.request
-        stored = result is not None
-        self.end = End(
+        return End(
             stream_id=self.id,
             finish_reason=finish,
             text="".join(self._text),
@@ -436,6 +542,3 @@ class Stream:
             duration_s=time.monotonic() - self._arrived,
             conversation_id=request.conversation_id if stored or not request.new_conversation else None,
         )
-        events.append(self.end)
-        self._move(StreamState.ENDED)
-        return events

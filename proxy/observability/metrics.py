@@ -51,6 +51,14 @@ OTHER: Final = "other"
 TRANSPORTS: Final[tuple[Transport, ...]] = get_args(Transport)
 OUTCOMES: Final[tuple[StreamOutcome, ...]] = get_args(StreamOutcome)
 
+RESUME_OUTCOMES: Final = ("resumed", "unknown", "state_unavailable")
+STATE_OPS: Final = (
+    "ping", "conversation_get", "conversation_put", "append", "lease_renew", "resume", "follow",
+    "takeover", "followed",
+)  # fmt: skip
+STATE_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""A Redis round trip on a LAN: sub-millisecond when well, up to the operation timeout when not."""
+
 # Buckets (seconds): the OpenTelemetry GenAI recommendations, extended down to 1 ms (a proxy sees
 # sub-10 ms gaps) and up to minutes (reasoning models, long answers). SLO thresholds are added as
 # edges by `ProxyMetrics` so that histogram_quantile answers exactly at them.
@@ -240,6 +248,31 @@ class ProxyMetrics:
             multiprocess_mode="livemax",
         )
 
+        self.resumes = Counter(
+            "agent_proxy_resumes_total",
+            "Requests to resume a stream from its log (outcome: resumed, unknown, state_unavailable).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.takeovers = Counter(
+            "agent_proxy_takeovers_total",
+            "Streams this process took over after the process running them was lost.",
+            registry=reg,
+        )
+        self.state_errors = Counter(
+            "agent_proxy_state_errors_total",
+            "Shared-state (Redis) operations that failed or timed out, by operation.",
+            ["op"],
+            registry=reg,
+        )
+        self.state_latency = Histogram(
+            "agent_proxy_state_operation_seconds",
+            "Duration of shared-state (Redis) operations, by operation.",
+            ["op"],
+            buckets=STATE_BUCKETS,
+            registry=reg,
+        )
+
         # Series that dashboards and alerts divide by or compare exist from the start, at zero.
         self.transport_children = {
             t: (self.active_streams.labels(t), self.heartbeats.labels(t), self.client_disconnects.labels(t))
@@ -251,6 +284,10 @@ class ProxyMetrics:
                     self.requests.labels(agent, t, outcome)
         for model in models:
             self.circuit_open.labels(model).set(0)
+        for resume_outcome in RESUME_OUTCOMES:
+            self.resumes.labels(resume_outcome)
+        for op in STATE_OPS:
+            self.state_errors.labels(op)
 
     def observe_with_exemplar(
         self, hist: Histogram, labels: tuple[str, ...], child: Histogram, value: float, trace_id: str | None
@@ -299,6 +336,25 @@ class _BuildInfoCollector(Collector):
         yield InfoMetricFamily(
             "agent_proxy_build", "Build of the running proxy.", value={"version": self._version}
         )
+
+
+class StateMetricsRecorder:
+    """`proxy.engine.shared.StateMetrics` on these metrics; op and outcome labels are bounded."""
+
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        self.m = metrics
+
+    def resumed(self, outcome: str) -> None:
+        self.m.resumes.labels(outcome if outcome in RESUME_OUTCOMES else OTHER).inc()
+
+    def took_over(self) -> None:
+        self.m.takeovers.inc()
+
+    def state_error(self, op: str) -> None:
+        self.m.state_errors.labels(op if op in STATE_OPS else OTHER).inc()
+
+    def state_latency(self, op: str, seconds: float) -> None:
+        self.m.state_latency.labels(op if op in STATE_OPS else OTHER).observe(seconds)
 
 
 # --- the observer ------------------------------------------------------------------------------

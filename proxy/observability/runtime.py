@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from proxy.observability.metrics import MetricsObserver, ProxyMetrics
+from proxy.observability.metrics import MetricsObserver, ProxyMetrics, StateMetricsRecorder
 from proxy.observability.observer import Observer, Observers
 from proxy.observability.settings import ObservabilitySettings
 from proxy.observability.stream_log import LogObserver
@@ -41,6 +41,7 @@ class Telemetry:
         self.metrics = ProxyMetrics(
             agents, models, slo_ttft_s=settings.slo_ttft_s, slo_inter_token_s=settings.slo_inter_token_s
         )
+        self.state_metrics = StateMetricsRecorder(self.metrics)
         self.tracing: Tracing | None = None
         observers: list[Observer] = []
         if tracing_enabled(settings):

@@ -47,12 +47,15 @@ async def pump(
     observer: Observer,
     *,
     heartbeat_interval: float | None,
+    measure: bool = True,
 ) -> End | None:
     """Write every public event of `events` with `send` until `end`; return it.
 
     Returns None when the client went away (a `ConnectionError` from `send`, or this task being
-    cancelled, which is re-raised). The iterator is closed in every case, which cancels the agent
-    run and the upstream request.
+    cancelled, which is re-raised). The iterator is closed in every case: before its `end` that
+    cancels the agent run and the upstream request (or, with a resume grace period, lets it run on
+    for a client to resume it). `measure=False` for a resumed stream: its `end` already holds the
+    time to first token of the request that started it.
     """
     loop = asyncio.get_running_loop()
     last = [loop.time()]
@@ -70,7 +73,7 @@ async def pump(
             if isinstance(event, End):
                 if beat is not None:
                     beat.cancel()
-                if ctx.first_content_at is not None:
+                if measure and ctx.first_content_at is not None:
                     event.ttft_s = ctx.first_content_at - ctx.arrived_at
             await send(event)
             last[0] = loop.time()

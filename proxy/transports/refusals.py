@@ -15,6 +15,7 @@ from proxy.engine.refusals import (
     StateUnavailable,
     UnknownAgent,
     UnknownConversation,
+    UnknownStream,
 )
 from proxy.errors import RequestError
 
@@ -25,6 +26,7 @@ HTTP_STATUS: dict[type[Refused], int] = {
     InvalidConversationId: 422,
     PromptTooLong: 413,
     UnknownConversation: 404,
+    UnknownStream: 404,
     ForbiddenAgent: 403,
     RateLimited: 429,
     Overloaded: 503,

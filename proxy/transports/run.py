@@ -28,7 +28,7 @@ class RunTransport:
         agent = request.match_info["agent"]
         self._engine.check_agent(agent)
         body = await read_json_object(request)
-        stream = self._engine.open(
+        stream = await self._engine.open(
             agent, body.get("prompt"), body.get("conversation_id"), arrived_at=request.get(ARRIVED_AT)
         )
         collected = Collector()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from proxy.engine import Engine
@@ -9,7 +11,10 @@ from proxy.events import Event
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
-from proxy.transports.pump import pump
+from proxy.transports.pump import Send, pump
+
+if TYPE_CHECKING:
+    from proxy.transports.resume import ResumeTransport
 from proxy.transports.wire import encode_json
 
 SSE_HEADERS = {
@@ -19,18 +24,38 @@ SSE_HEADERS = {
 }
 
 
-def encode_sse(event: Event) -> bytes:
-    data = encode_json(event.to_dict())
-    if event.seq is None:
-        return b"event: %s\ndata: %s\n\n" % (event.type.encode(), data)
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
+def sse_writer(request: web.Request, response: web.StreamResponse, stream_id: str) -> Send:
+    """A `send` that writes one stream's events as SSE frames; each `id:` is `<stream_id>:<seq>`,
+    so that a reconnecting `EventSource` names the stream and the last event it has."""
+    body = BodyWriter(request, response)
+    prefix = stream_id.encode()
+
+    async def send(event: Event) -> None:
+        data = encode_json(event.to_dict())
+        if event.seq is None:
+            await body.write(b"event: %s\ndata: %s\n\n" % (event.type.encode(), data))
+        else:
+            await body.write(
+                b"id: %s:%d\nevent: %s\ndata: %s\n\n" % (prefix, event.seq, event.type.encode(), data)
+            )
+
+    return send
+
+
+async def prepare_sse(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    return response
 
 
 class SSETransport:
-    def __init__(self, engine: Engine, observer: Observer, heartbeat_interval: float) -> None:
+    def __init__(
+        self, engine: Engine, observer: Observer, heartbeat_interval: float, resume: ResumeTransport
+    ) -> None:
         self._engine = engine
         self._observer = observer
         self._heartbeat = heartbeat_interval
+        self._resume = resume
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         agent = request.match_info["agent"]
@@ -40,6 +65,9 @@ class SSETransport:
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         agent = request.match_info["agent"]
+        last_event_id = request.headers.get("Last-Event-ID")
+        if last_event_id is not None:
+            return await self._resume.reconnect(request, last_event_id)
         return await self._stream(
             request, agent, request.query.get("prompt"), request.query.get("conversation_id")
         )
@@ -47,19 +75,13 @@ class SSETransport:
     async def _stream(
         self, request: web.Request, agent: str, prompt: object, conversation_id: object
     ) -> web.StreamResponse:
-        stream = self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
-        response = web.StreamResponse(headers=SSE_HEADERS)
+        stream = await self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
         try:
-            await response.prepare(request)
+            response = await prepare_sse(request)
         except BaseException:
             await stream.aclose()
             raise
-
-        body = BodyWriter(request, response)
-
-        async def send(event: Event) -> None:
-            await body.write(encode_sse(event))
-
+        send = sse_writer(request, response, stream.id)
         ctx = stream_context(request, stream.id, agent, "sse")
         end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
         if end is not None:

@@ -1,9 +1,11 @@
-"""WebSocket transport (DESIGN 3.3): many streams per socket, `prompt` / `cancel` / `ping` frames."""
+"""WebSocket transport (DESIGN 3.3): many streams per socket, `prompt` / `resume` / `cancel` / `ping`
+frames."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -12,9 +14,10 @@ from aiohttp import WSMsgType, web
 from proxy.engine import Engine, Stream
 from proxy.engine.refusals import Refused
 from proxy.events import Event
-from proxy.observability.observer import Observer
+from proxy.observability.observer import Observer, StreamContext
 from proxy.transports.http import stream_context
 from proxy.transports.pump import pump
+from proxy.transports.resume import NOBODY
 from proxy.transports.wire import encode_json
 
 PROTOCOL_PING_S = 20.0
@@ -28,7 +31,8 @@ class _Socket:
         self.t = transport
         self.request = request
         self.ws = ws
-        self.running: dict[str, tuple[Stream, asyncio.Task[None]]] = {}
+        self.running: dict[str, tuple[Stream | None, asyncio.Task[None]]] = {}
+        """Request id -> its stream (None for a resumed one) and the task writing it."""
 
     async def send(self, payload: dict[str, Any]) -> None:
         await self.ws.send_frame(encode_json(payload), WSMsgType.TEXT)
@@ -63,24 +67,31 @@ class _Socket:
             await self.send({"type": "pong"})
         elif kind == "prompt":
             await self.start(frame, request_id)
+        elif kind == "resume":
+            await self.resume(frame, request_id)
         elif kind == "cancel":
             running = self.running.get(request_id) if isinstance(request_id, str) else None
-            if running is None:
-                await self.error("bad_request", f"no running request {request_id!r}", request_id)
+            if running is None or running[0] is None:
+                await self.error("bad_request", f"no running request {request_id!r} to cancel", request_id)
             else:
                 running[0].cancel("cancelled")
         else:
-            await self.error("bad_request", "`type` must be prompt, cancel or ping", request_id)
+            await self.error("bad_request", "`type` must be prompt, resume, cancel or ping", request_id)
 
-    async def start(self, frame: dict[str, Any], request_id: Any) -> None:
+    async def _may_start(self, request_id: Any) -> bool:
         if not isinstance(request_id, str) or not request_id:
             await self.error("bad_request", "`request_id` must be a non-empty string", request_id)
-            return
+            return False
         if request_id in self.running:
             await self.error("bad_request", f"request {request_id!r} is already running", request_id)
-            return
+            return False
         if len(self.running) >= self.t.max_streams_per_socket:
             await self.error("too_many_streams", "too many requests running on this socket", request_id)
+            return False
+        return True
+
+    async def start(self, frame: dict[str, Any], request_id: Any) -> None:
+        if not await self._may_start(request_id):
             return
         agent = frame.get("agent")
         if not isinstance(agent, str):
@@ -88,25 +99,63 @@ class _Socket:
             return
         arrived = time.monotonic()
         try:
-            stream = self.t.engine.open(
+            stream = await self.t.engine.open(
                 agent, frame.get("prompt"), frame.get("conversation_id"), arrived_at=arrived
             )
         except Refused as exc:
             # The refusal is this request's last frame: no `start`, so no `end` follows.
             await self.error(exc.code, exc.message, request_id, exc.retry_after)
             return
-        task = asyncio.create_task(self.run(stream, agent, request_id, arrived))
+        ctx = stream_context(self.request, stream.id, agent, "ws", arrived)
+        self._spawn(request_id, stream, stream, ctx, self.t.observer, measure=True)
+
+    async def resume(self, frame: dict[str, Any], request_id: Any) -> None:
+        if not await self._may_start(request_id):
+            return
+        stream_id, after = frame.get("stream_id"), frame.get("after_seq", -1)
+        if not isinstance(stream_id, str) or not isinstance(after, int) or isinstance(after, bool):
+            await self.error(
+                "bad_request", "`stream_id` must be a string and `after_seq` an integer", request_id
+            )
+            return
+        try:
+            events = await self.t.engine.resume(stream_id, after)
+        except Refused as exc:
+            await self.error(exc.code, exc.message, request_id, exc.retry_after)
+            return
+        ctx = stream_context(self.request, stream_id, "", "ws")
+        self._spawn(request_id, None, events, ctx, NOBODY, measure=False)
+
+    def _spawn(
+        self,
+        request_id: str,
+        stream: Stream | None,
+        events: AsyncIterator[Event],
+        ctx: StreamContext,
+        observer: Observer,
+        *,
+        measure: bool,
+    ) -> None:
+        task = asyncio.create_task(self.run(events, request_id, ctx, observer, measure))
         self.running[request_id] = (stream, task)
 
-    async def run(self, stream: Stream, agent: str, request_id: str, arrived: float) -> None:
+    async def run(
+        self,
+        events: AsyncIterator[Event],
+        request_id: str,
+        ctx: StreamContext,
+        observer: Observer,
+        measure: bool,
+    ) -> None:
         async def send(event: Event) -> None:
             payload = event.to_dict()
             payload["request_id"] = request_id
             await self.send(payload)
 
-        ctx = stream_context(self.request, stream.id, agent, "ws", arrived)
         try:
-            await pump(stream, send, ctx, self.t.observer, heartbeat_interval=self.t.heartbeat_interval)
+            await pump(
+                events, send, ctx, observer, heartbeat_interval=self.t.heartbeat_interval, measure=measure
+            )
         finally:
             self.running.pop(request_id, None)
 

@@ -15,12 +15,12 @@ from pydantic_ai.models import ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.settings import ModelSettings
 
-from proxy.config import RetrySettings, TimeoutSettings
-from proxy.conversations import MemoryConversationStore
+from proxy.config import ConversationSettings, ResumeSettings, RetrySettings, TimeoutSettings
 from proxy.engine import Engine, Stream, StreamState
 from proxy.engine.breaker import Breakers
 from proxy.engine.runtime import AgentRegistry, AgentRuntime, ModelChoice
 from proxy.events import End, Event
+from proxy.state.memory import MemoryState
 
 STALL = "<stall>"
 """A step that waits forever (until a deadline or a cancellation cuts it)."""
@@ -134,7 +134,7 @@ def harness(rt: AgentRuntime, *, failure_threshold: int = 5, cooldown_s: float =
     clock = FakeClock()
     engine = Engine(
         AgentRegistry(agents={rt.name: rt}),
-        MemoryConversationStore(100, 600),
+        MemoryState(ConversationSettings(), ResumeSettings(), max_logs=100),
         Breakers(failure_threshold, cooldown_s, clock=clock),
         max_concurrent_streams=10,
         max_prompt_chars=1000,

@@ -19,7 +19,7 @@ DROP = http_error(502, in_stream=True)
 
 async def test_a_clean_answer_goes_admitted_attempting_streaming_ended() -> None:
     h = harness(runtime(Script([["Hello", " world"]])))
-    stream = h.engine.open("unit", "hi")
+    stream = await h.engine.open("unit", "hi")
     assert stream.state is S.ADMITTED
     seen = await play(stream)
     assert seen.types == ["start", "delta", "delta", "end"]
@@ -30,7 +30,7 @@ async def test_a_clean_answer_goes_admitted_attempting_streaming_ended() -> None
 
 async def test_a_retry_before_the_first_token_discards_nothing() -> None:
     script = Script([[http_error(503)], ["ok"]])
-    seen = await play(harness(runtime(script)).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(script)).engine.open("unit", "hi"))
     assert seen.types == ["start", "retry", "delta", "end"]
     retry = seen.of("retry")[0]
     assert (retry.reason, retry.discard, retry.attempt) == ("http_503", False, 1)
@@ -40,7 +40,7 @@ async def test_a_retry_before_the_first_token_discards_nothing() -> None:
 
 async def test_a_retry_after_the_first_token_discards_what_was_sent() -> None:
     script = Script([["par", "tial", DROP], ["whole ", "answer"]])
-    seen = await play(harness(runtime(script)).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(script)).engine.open("unit", "hi"))
     assert seen.types == ["start", "delta", "delta", "retry", "delta", "delta", "end"]
     assert seen.of("retry")[0].discard is True
     assert seen.states == [
@@ -57,7 +57,7 @@ async def test_a_retry_after_the_first_token_discards_what_was_sent() -> None:
 
 async def test_mid_stream_fail_ends_with_error_instead_of_restarting() -> None:
     script = Script([["par", DROP], ["never"]])
-    seen = await play(harness(runtime(script, mid_stream="fail")).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(script, mid_stream="fail")).engine.open("unit", "hi"))
     assert seen.types == ["start", "delta", "error", "end"]
     assert seen.of("error")[0].code == "upstream_stream_error"
     assert seen.end.finish_reason == "error" and script.made == 1
@@ -65,7 +65,7 @@ async def test_mid_stream_fail_ends_with_error_instead_of_restarting() -> None:
 
 async def test_a_non_retryable_failure_neither_retries_nor_falls_back() -> None:
     primary, fallback = Script([[http_error(400)]]), Script([["never"]])
-    seen = await play(harness(runtime(primary, fallback)).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(primary, fallback)).engine.open("unit", "hi"))
     assert seen.types == ["start", "error", "end"]
     assert seen.of("error")[0].code == "upstream_bad_request"
     assert (primary.made, fallback.made) == (1, 0)
@@ -73,7 +73,7 @@ async def test_a_non_retryable_failure_neither_retries_nor_falls_back() -> None:
 
 async def test_spent_attempts_fall_back_to_the_next_model_in_order() -> None:
     m0, m1, m2 = Script([[http_error(503)]]), Script([["x", DROP]]), Script([["from m2"]])
-    seen = await play(harness(runtime(m0, m1, m2, max_attempts=2)).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(m0, m1, m2, max_attempts=2)).engine.open("unit", "hi"))
     fallbacks = [e for e in seen.internal if isinstance(e, Fallback)]
     assert [(f.from_model, f.model, f.reason) for f in fallbacks] == [
         ("m0", "m1", "http_503"),
@@ -92,20 +92,20 @@ async def test_the_breaker_opens_skips_the_model_half_opens_after_the_cooldown_a
     def circuit(seen_internal: list[Event]) -> list[str]:
         return [e.state for e in seen_internal if isinstance(e, CircuitChanged)]
 
-    first = await play(h.engine.open("unit", "hi"))
-    second = await play(h.engine.open("unit", "hi"))
+    first = await play(await h.engine.open("unit", "hi"))
+    second = await play(await h.engine.open("unit", "hi"))
     assert (first.end.text, second.end.text) == ("fb", "fb")
     assert circuit(second.internal) == ["open"]
     assert h.breakers.states()["m0"] == "open"
 
-    skipped = await play(h.engine.open("unit", "hi"))
+    skipped = await play(await h.engine.open("unit", "hi"))
     assert primary.made == 2  # the open circuit kept the third stream off the primary
     assert [(f.from_model, f.reason) for f in skipped.internal if isinstance(f, Fallback)] == [
         ("m0", "circuit_open")
     ]
 
     h.clock.now += 31
-    probe = await play(h.engine.open("unit", "hi"))
+    probe = await play(await h.engine.open("unit", "hi"))
     assert probe.end.text == "recovered"
     assert circuit(probe.internal) == ["half_open", "closed"]
     assert h.breakers.states()["m0"] == "closed"
@@ -114,9 +114,9 @@ async def test_the_breaker_opens_skips_the_model_half_opens_after_the_cooldown_a
 async def test_a_failed_half_open_probe_opens_the_circuit_again() -> None:
     primary, fallback = Script([[http_error(503)]]), Script([["fb"]])
     h = harness(runtime(primary, fallback, max_attempts=1), failure_threshold=1, cooldown_s=30)
-    await play(h.engine.open("unit", "hi"))
+    await play(await h.engine.open("unit", "hi"))
     h.clock.now += 31
-    probe = await play(h.engine.open("unit", "hi"))
+    probe = await play(await h.engine.open("unit", "hi"))
     assert [e.state for e in probe.internal if isinstance(e, CircuitChanged)] == [
         "half_open",
         "open",
@@ -127,15 +127,15 @@ async def test_a_failed_half_open_probe_opens_the_circuit_again() -> None:
 async def test_every_model_with_an_open_circuit_ends_the_stream_as_unavailable() -> None:
     primary = Script([[http_error(503)]])
     h = harness(runtime(primary, max_attempts=1), failure_threshold=1)
-    await play(h.engine.open("unit", "hi"))
-    seen = await play(h.engine.open("unit", "hi"))
+    await play(await h.engine.open("unit", "hi"))
+    seen = await play(await h.engine.open("unit", "hi"))
     assert seen.types == ["start", "error", "end"]
     assert seen.of("error")[0].code == "upstream_unavailable" and seen.end.attempts == 0
 
 
 async def test_the_total_deadline_ends_the_stream_with_timeout_and_no_retry() -> None:
     script = Script([["slow", STALL]])
-    seen = await play(harness(runtime(script, total_s=0.2, idle_s=5)).engine.open("unit", "hi"))
+    seen = await play(await harness(runtime(script, total_s=0.2, idle_s=5)).engine.open("unit", "hi"))
     assert seen.types == ["start", "delta", "error", "end"]
     assert seen.of("error")[0].code == "total_timeout"
     assert seen.end.finish_reason == "timeout" and script.made == 1 and script.closed == 1
@@ -144,7 +144,7 @@ async def test_the_total_deadline_ends_the_stream_with_timeout_and_no_retry() ->
 async def test_a_backoff_that_would_pass_the_deadline_is_not_waited_out() -> None:
     script = Script([[http_error(503)], ["never"]])
     rt = runtime(script, backoff_s=5, total_s=1)
-    seen = await play(harness(rt).engine.open("unit", "hi"))
+    seen = await play(await harness(rt).engine.open("unit", "hi"))
     assert seen.types == ["start", "error", "end"] and script.made == 1
 
 
@@ -157,7 +157,7 @@ async def test_the_retry_event_announces_the_backoff_before_waiting_it_out() -> 
             announced.append(event)
             assert script.made == 1  # the client hears of the retry before the next attempt
 
-    seen = await play(harness(runtime(script)).engine.open("unit", "hi"), check)
+    seen = await play(await harness(runtime(script)).engine.open("unit", "hi"), check)
     assert [r.delay_s for r in announced] == [0.3]
     assert seen.end.duration_s >= 0.3
 
@@ -182,7 +182,7 @@ async def test_cancelling_ends_the_stream_from_every_running_state(
             asyncio.get_running_loop().call_later(0.05, stream.cancel)
 
     rt = runtime(script, backoff_s=3)
-    seen = await play(harness(rt).engine.open("unit", "hi"), on_event)
+    seen = await play(await harness(rt).engine.open("unit", "hi"), on_event)
     assert states == [state_when_cancelled]
     assert seen.types == [*sent_before_end, "end"]
     assert seen.end.finish_reason == "cancelled" and seen.end.duration_s < 2
@@ -198,14 +198,16 @@ async def test_cancelling_while_falling_back_ends_before_the_next_model_runs() -
             states.append(stream.state)
             stream.cancel()
 
-    seen = await play(harness(runtime(primary, fallback, max_attempts=1)).engine.open("unit", "hi"), on_event)
+    seen = await play(
+        await harness(runtime(primary, fallback, max_attempts=1)).engine.open("unit", "hi"), on_event
+    )
     assert states == [S.FALLING_BACK]
     assert seen.end.finish_reason == "cancelled" and fallback.made == 0
 
 
 async def test_a_stream_cancelled_before_it_runs_sends_start_and_end_only() -> None:
     script = Script([["never"]])
-    stream = harness(runtime(script)).engine.open("unit", "hi")
+    stream = await harness(runtime(script)).engine.open("unit", "hi")
     stream.cancel("shutdown")
     seen = await play(stream)
     assert seen.types == ["start", "end"] and seen.end.finish_reason == "shutdown" and script.made == 0
@@ -214,16 +216,17 @@ async def test_a_stream_cancelled_before_it_runs_sends_start_and_end_only() -> N
 async def test_closing_the_iterator_mid_stream_closes_the_upstream_request() -> None:
     script = Script([["a", STALL]])
     h = harness(runtime(script))
-    stream = h.engine.open("unit", "hi")
+    stream = await h.engine.open("unit", "hi")
     async for event in stream:
         if event.type == "delta":
             break
     await stream.aclose()
-    assert script.closed == 1 and stream.state is S.ENDED and not h.engine.active
+    await h.engine.wait_idle(1)
+    assert script.closed == 1 and stream.state is S.ENDED
 
 
 async def test_cancel_after_the_end_changes_nothing() -> None:
-    stream = harness(runtime(Script([["done"]]))).engine.open("unit", "hi")
+    stream = await harness(runtime(Script([["done"]]))).engine.open("unit", "hi")
     seen = await play(stream)
     stream.cancel()
     assert seen.end.finish_reason == "stop" and stream.state is S.ENDED
@@ -231,10 +234,10 @@ async def test_cancel_after_the_end_changes_nothing() -> None:
 
 async def test_the_answer_is_stored_in_the_conversation_once() -> None:
     h = harness(runtime(Script([["par", DROP], ["first answer"]])))
-    seen = await play(h.engine.open("unit", "hi"))
+    seen = await play(await h.engine.open("unit", "hi"))
     conversation = seen.end.conversation_id
     assert conversation is not None
-    history = h.engine.store.get(conversation)
+    history = await h.engine.store.get(conversation)
     assert history is not None and len(history) == 2
     assert "first answer" in str(history[-1])
 

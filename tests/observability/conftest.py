@@ -237,8 +237,8 @@ def sample(metrics: ProxyMetrics, name: str, **labels: str) -> float:
 # --- promtool ----------------------------------------------------------------------------------
 
 MISSING_PROMETHEUS = (
-    "{tool} is not installed: run scripts/ensure-prometheus.sh (as root it installs Debian's "
-    "'prometheus' package), or apt-get install --no-install-recommends prometheus"
+    "{tool} is not installed: run scripts/ensure-tools.sh prometheus promtool prometheus (as root it "
+    "installs Debian's 'prometheus' package), or apt-get install --no-install-recommends prometheus"
 )
 
 

@@ -3,7 +3,7 @@ rule expression must then answer with data through Prometheus' HTTP API.
 
 `agent-proxy serve` runs as a subprocess (tracing on, so the TTFT histogram carries trace-id
 exemplars) in front of the in-process mock upstream; `prometheus` (Debian's package, see
-`scripts/ensure-prometheus.sh`) scrapes it every second and evaluates the repository's rule files
+`scripts/ensure-tools.sh`) scrapes it every second and evaluates the repository's rule files
 every second. The traffic comes in two identical waves with a scrape in between, because a series
 that first appears with its first increment shows no rate in Prometheus: only the second wave makes
 every lazily created series (retries by reason, fallbacks, upstream errors by type, ...) move.
@@ -499,10 +499,17 @@ def prometheus_binary() -> str:
 
 @pytest.fixture
 async def proxies(
-    prometheus_binary: str, mock: MockServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prometheus_binary: str,
+    mock: MockServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_state: dict[str, Any],
 ) -> AsyncIterator[Proxies]:
     config = tmp_path / "agent-proxy.toml"
     config.write_text(proxy_config(mock))
+    # Several workers need shared state.
+    monkeypatch.setenv("AGENT_PROXY_STATE__BACKEND", "redis")
+    monkeypatch.setenv("AGENT_PROXY_STATE__KEY_PREFIX", redis_state["key_prefix"])
     # Spans are recorded (trace ids for logs and exemplars) but exported nowhere.
     for name in (
         "OTEL_EXPORTER_OTLP_ENDPOINT",

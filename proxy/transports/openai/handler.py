@@ -32,7 +32,7 @@ class OpenAITransport:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             chat = parse_chat_request(await read_json_object(request))
-            stream = self._engine.open_chat(
+            stream = await self._engine.open_chat(
                 chat.model, chat.messages, chat.options, arrived_at=request.get(ARRIVED_AT)
             )
         except (RequestError, Refused) as exc:

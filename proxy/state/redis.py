@@ -1,0 +1,309 @@
+"""Shared state on Redis, for several worker processes and replicas (DESIGN 10).
+
+Keys (under `key_prefix`): `conv:<id>` a conversation and its owner; `meta:<id>` what a stream runs
+on (for a takeover) and who may follow it; `log:<id>` the stream's events (a Redis Stream whose
+entry ids are `<seq>-1`); `lease:<id>` the process that runs it; `seen:<id>` set while a client
+follows it.
+
+A stream's writes are buffered and sent by one flusher per process, one pipeline per batch, so a
+stream never waits for Redis and a busy process sends many events per round trip. Every operation
+is bounded by `timeout_s`; failures are counted and become `StateError` (503 `state_unavailable`
+for a request that needs the state), and a running stream goes on without its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from pydantic_ai.messages import ModelMessage
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from proxy.config import ConversationSettings, ResumeSettings, StateSettings
+from proxy.conversations import trim_history
+from proxy.engine.shared import OwnerLost, StateError, StateMetrics, StoredStream, UnknownStreamError
+from proxy.events import End, Event
+from proxy.state.codec import (
+    decode_event,
+    decode_input,
+    decode_messages,
+    encode_event,
+    encode_input,
+    encode_messages,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+"""Renew a lease only while this process still holds it (another may have taken the stream over)."""
+
+
+class _NoMetrics:
+    def resumed(self, outcome: str) -> None:
+        pass
+
+    def took_over(self) -> None:
+        pass
+
+    def state_error(self, op: str) -> None:
+        pass
+
+    def state_latency(self, op: str, seconds: float) -> None:
+        pass
+
+
+class RedisState:
+    def __init__(
+        self,
+        url: str,
+        settings: StateSettings,
+        resume: ResumeSettings,
+        conversations: ConversationSettings,
+        *,
+        longest_stream_s: float,
+        metrics: StateMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics: StateMetrics = metrics or _NoMetrics()
+        self.redis = Redis.from_url(
+            url, socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s
+        )
+        self.token = uuid.uuid4().hex
+        """This process, as the holder of its streams' leases."""
+        self.conversations = RedisConversations(self, conversations)
+        self.logs = RedisStreamLogs(self, resume, longest_stream_s)
+        self._healthy = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def key(self, kind: str, ident: str) -> str:
+        return f"{self.settings.key_prefix}{kind}:{ident}"
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def start(self) -> None:
+        await self._check()
+        if not self._healthy:
+            log.warning("redis cannot be reached; streams are refused until it can")
+        self._tasks = [
+            asyncio.create_task(self._watch_health()),
+            asyncio.create_task(self.logs.renew_leases()),
+        ]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.logs.flush()
+        await self.redis.aclose()
+
+    async def op(self, name: str, call: Awaitable[T]) -> T:
+        """One bounded Redis operation, timed and counted; StateError when it fails."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.metrics.state_error(name)
+            raise StateError(f"redis {name}: {type(exc).__name__}") from exc
+        finally:
+            self.metrics.state_latency(name, time.perf_counter() - started)
+
+    async def _check(self) -> None:
+        try:
+            await self.op("ping", self.redis.ping())
+        except StateError:
+            if self._healthy:
+                log.warning("redis cannot be reached; new streams get 503 state_unavailable")
+            self._healthy = False
+        else:
+            if not self._healthy:
+                log.info("redis reachable")
+            self._healthy = True
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._check()
+
+
+class RedisConversations:
+    def __init__(self, state: RedisState, settings: ConversationSettings) -> None:
+        self._state = state
+        self._ttl = max(1, round(settings.idle_ttl_s))
+        self._max_messages = settings.max_messages
+
+    async def get(self, conversation_id: str, owner: str | None = None) -> list[ModelMessage] | None:
+        key = self._state.key("conv", conversation_id)
+        raw = await self._state.op("conversation_get", self._state.redis.getex(key, ex=self._ttl))
+        if raw is None:
+            return None
+        data = orjson.loads(raw)
+        if data["owner"] != owner:
+            return None
+        return decode_messages(orjson.dumps(data["messages"]))
+
+    async def put(
+        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = None
+    ) -> None:
+        kept = trim_history(list(messages), self._max_messages)
+        body = b'{"owner":%s,"messages":%s}' % (orjson.dumps(owner), encode_messages(kept))
+        key = self._state.key("conv", conversation_id)
+        await self._state.op("conversation_put", self._state.redis.set(key, body, ex=self._ttl))
+
+
+class RedisStreamLogs:
+    def __init__(self, state: RedisState, resume: ResumeSettings, longest_stream_s: float) -> None:
+        self._state = state
+        self._ended_ttl = max(1, round(resume.resume_ttl_s))
+        self._running_ttl = max(1, round(resume.resume_ttl_s + longest_stream_s))
+        self._lease_ms = max(1, round(state.settings.lease_ttl_s * 1000))
+        self._pending: list[tuple[StoredStream | None, str, Event | None]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._owned: set[str] = set()
+        self._renew = state.redis.register_script(_RENEW)
+
+    # --- the owner's side: buffered writes ---------------------------------------------------
+
+    def begin(self, stored: StoredStream) -> None:
+        self._owned.add(stored.stream_id)
+        self._enqueue((stored, stored.stream_id, None))
+
+    def append(self, stream_id: str, event: Event) -> None:
+        self._enqueue((None, stream_id, event))
+
+    def _enqueue(self, item: tuple[StoredStream | None, str, Event | None]) -> None:
+        self._pending.append(item)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_pending())
+
+    async def flush(self) -> None:
+        """Send what is buffered (shutdown)."""
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def _flush_pending(self) -> None:
+        # Events produced while a batch is on its way go out together in the next one.
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._state.op("append", self._send(batch))
+            except StateError:
+                log.warning("stream logs: %d writes lost (redis unreachable)", len(batch))
+
+    async def _send(self, batch: list[tuple[StoredStream | None, str, Event | None]]) -> None:
+        s = self._state
+        pipe = s.redis.pipeline(transaction=False)
+        touched: dict[str, bool] = {}
+        for stored, stream_id, event in batch:
+            if stored is not None:
+                meta = {"agent": stored.agent, "owner": stored.owner, "input": encode_input(stored.request)}
+                pipe.set(s.key("meta", stream_id), orjson.dumps(meta), ex=self._running_ttl)
+                pipe.set(s.key("lease", stream_id), s.token, px=self._lease_ms)
+                continue
+            assert event is not None and event.seq is not None
+            pipe.xadd(s.key("log", stream_id), {"e": encode_event(event)}, id=f"{event.seq}-1")
+            ended = type(event) is End
+            touched[stream_id] = touched.get(stream_id, False) or ended
+            if ended:
+                self._owned.discard(stream_id)
+                pipe.delete(s.key("lease", stream_id))
+                pipe.expire(s.key("meta", stream_id), self._ended_ttl)
+        for stream_id, ended in touched.items():
+            pipe.expire(s.key("log", stream_id), self._ended_ttl if ended else self._running_ttl)
+        results = await pipe.execute(raise_on_error=False)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            # An id at or below the last one: another process took the stream over from this one.
+            s.metrics.state_error("append")
+            log.warning("stream logs: %d of %d writes refused: %s", len(failed), len(results), failed[0])
+
+    async def renew_leases(self) -> None:
+        """Renew the lease of every stream this process runs, a third of the lease time apart."""
+        s = self._state
+        while True:
+            await asyncio.sleep(s.settings.lease_ttl_s / 3)
+            owned = list(self._owned)
+            if not owned:
+                continue
+            try:
+                await s.op("lease_renew", self._renew_all(owned))
+            except StateError:
+                pass
+
+    async def _renew_all(self, owned: list[str]) -> None:
+        s = self._state
+        pipe = s.redis.pipeline(transaction=False)
+        for stream_id in owned:
+            await self._renew(keys=[s.key("lease", stream_id)], args=[s.token, self._lease_ms], client=pipe)
+        results = await pipe.execute(raise_on_error=False)
+        for stream_id, renewed in zip(owned, results, strict=True):
+            if renewed == 0 and stream_id in self._owned:
+                self._owned.discard(stream_id)
+                log.warning("stream %s: lease lost; another process may take it over", stream_id)
+
+    # --- a follower's side --------------------------------------------------------------------
+
+    async def follow(
+        self, stream_id: str, after: int, owner: str | None = None
+    ) -> AsyncIterator[Event | OwnerLost]:
+        s = self._state
+        raw = await s.op("resume", s.redis.get(s.key("meta", stream_id)))
+        if raw is None or orjson.loads(raw)["owner"] != owner:
+            raise UnknownStreamError(stream_id)
+        return self._follow(stream_id, after)
+
+    async def _follow(self, stream_id: str, after: int) -> AsyncGenerator[Event | OwnerLost, None]:
+        s = self._state
+        log_key, seen_key = s.key("log", stream_id), s.key("seen", stream_id)
+        last_id, last_seq = (f"{after}-1" if after >= 0 else "0-0"), after
+        # Short blocking reads (within the operation timeout); the lease is checked after a quiet
+        # lease period.
+        block_ms = max(1, round(s.settings.timeout_s * 500))
+        quiet_since = time.monotonic()
+        while True:
+            await s.op("follow", s.redis.set(seen_key, b"1", px=2 * self._lease_ms))
+            read: Any = await s.op("follow", s.redis.xread({log_key: last_id}, count=500, block=block_ms))
+            if read:
+                quiet_since = time.monotonic()
+                for entry_id, fields in read[0][1]:
+                    last_id = entry_id
+                    event = decode_event(fields[b"e"])
+                    last_seq = event.seq if event.seq is not None else last_seq
+                    yield event
+                    if type(event) is End:
+                        return
+            elif time.monotonic() - quiet_since >= self._lease_ms / 1000:
+                quiet_since = time.monotonic()
+                if not await s.op("follow", s.redis.exists(s.key("lease", stream_id))):
+                    yield OwnerLost(stream_id, last_seq)
+
+    async def take_over(self, stream_id: str) -> StoredStream | None:
+        s = self._state
+        taken = await s.op(
+            "takeover", s.redis.set(s.key("lease", stream_id), s.token, nx=True, px=self._lease_ms)
+        )
+        if not taken:
+            return None
+        raw = await s.op("takeover", s.redis.get(s.key("meta", stream_id)))
+        if raw is None:
+            return None
+        meta: dict[str, Any] = orjson.loads(raw)
+        self._owned.add(stream_id)
+        return StoredStream(stream_id, meta["agent"], decode_input(meta["input"]), meta["owner"])
+
+    async def followed(self, stream_id: str) -> bool:
+        s = self._state
+        return bool(await s.op("followed", s.redis.exists(s.key("seen", stream_id))))
