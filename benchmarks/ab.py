@@ -1,6 +1,11 @@
 """The proxy's CPU per stream against a previous version of itself, measured side by side in one run.
 
     .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6]
+    .venv/bin/python benchmarks/ab.py --base HEAD --redis     # memory backend (base) vs Redis (new)
+
+With `--redis` the working tree's proxy keeps its state (conversations, stream logs, leases) in a
+redis-server started for the run; the base keeps it in memory. Redis's memory after the load is
+printed, and whether every key it holds expires.
 
 Checks `--base` out into a temporary git worktree, starts the mock upstream once and two proxies on
 it (the base and the working tree, with the same config and the same venv), warms both up, then
@@ -13,32 +18,73 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench import CONFIG, ROOT, cpu_seconds, free_port, wait_ready
+from bench import CONFIG, ROOT, cpu_seconds, free_port, rss_mib, wait_ready
 
 from proxy.loadtest import LoadConfig, run_load
 from proxy.loadtest.config import Target
 
 
-def spawn(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
 
 
+class Redis:
+    """A redis-server of the run's own, on a free port, its files in a temporary directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def report(self) -> None:
+        keys = [k for k in self.cli("--scan").split() if k]
+        lasting = [k for k in keys if self.cli("ttl", k).strip() == "-1"]
+        print(
+            f"redis after the load: RSS {rss_mib(self.process.pid):.1f} MiB, {len(keys)} keys, "
+            f"{len(lasting)} without an expiry",
+            flush=True,
+        )
+
+
 class Proxy:
-    def __init__(self, name: str, tree: Path, config: Path) -> None:
+    def __init__(self, name: str, tree: Path, config: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # `-m` from the tree's directory: its `proxy` package comes before the editable install's.
         self.process = spawn(
-            "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(self.port), cwd=tree
+            "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(self.port), cwd=tree, env=env
         )
         self.cpu: list[float] = []
         self.ttft: list[float] = []
@@ -64,7 +110,10 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
     mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
     config = Path(tempfile.mkdtemp()) / "ab.toml"
     config.write_text(CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1))
-    proxies = [Proxy(f"base ({args.base})", base_tree, config), Proxy("working tree", ROOT, config)]
+    redis = Redis(tempfile.mkdtemp()) if args.redis else None
+    new_env = {"AGENT_PROXY_STATE__BACKEND": "redis", "AGENT_PROXY_REDIS_URL": redis.url} if redis else None
+    new_name = "working tree, redis" if redis else "working tree"
+    proxies = [Proxy(f"base ({args.base})", base_tree, config), Proxy(new_name, ROOT, config, new_env)]
     try:
         await wait_ready(f"http://127.0.0.1:{mock_port}/health")
         for proxy in proxies:
@@ -85,8 +134,11 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
                     f"new/base {new / base:5.2f}   TTFT p50 ms: base {base_ttft:7.2f}  new {new_ttft:7.2f}",
                     flush=True,
                 )
+        if redis is not None:
+            redis.report()
     finally:
-        for process in [mock, *(p.process for p in proxies)]:
+        extra = [redis.process] if redis else []
+        for process in [mock, *(p.process for p in proxies), *extra]:
             process.terminate()
             process.wait(30)
 
@@ -102,6 +154,9 @@ def main() -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 20])
     parser.add_argument("--requests", type=int, default=200, help="streams per round and proxy")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--redis", action="store_true", help="the working tree on Redis-backed state (base: memory)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"

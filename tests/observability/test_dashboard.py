@@ -91,7 +91,10 @@ def test_dashboard_shape() -> None:
         assert variables[name]["includeAll"]
         assert variables[name]["multi"]
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
-    assert rows == ["Traffic", "Latency", "Errors and resilience", "Tokens", "Connection health"]
+    assert rows == [
+        "Traffic", "Latency", "Errors and resilience", "Tokens", "Connection health",
+        "Shared state and resumption",
+    ]  # fmt: skip
     ids = [p["id"] for p in panels(d)]
     assert len(ids) == len(set(ids))
     for p in panels(d):

@@ -39,6 +39,11 @@ DESIGN_METRICS: dict[str, tuple[str, set[str]]] = {
     "agent_proxy_client_disconnects": ("counter", {"transport"}),
     "agent_proxy_circuit_open": ("gauge", {"model"}),
     "agent_proxy_build": ("info", {"version"}),
+    # DESIGN 10: shared state and resumption.
+    "agent_proxy_resumes": ("counter", {"outcome"}),
+    "agent_proxy_takeovers": ("counter", set()),
+    "agent_proxy_state_errors": ("counter", {"op"}),
+    "agent_proxy_state_operation_seconds": ("histogram", {"op"}),
 }
 
 
