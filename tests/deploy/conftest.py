@@ -63,21 +63,27 @@ class MockUpstream:
 @contextlib.asynccontextmanager
 async def mock_upstream_process(timeout: float = 30) -> AsyncIterator[MockUpstream]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.mock_upstream", "--port", "0", "--log-level", "WARNING",
+        sys.executable, "-m", "proxy.mock_upstream", "--port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
+    reader: asyncio.Task[bytes] | None = None
     try:
         seen = b""
         async with asyncio.timeout(timeout):
             while not (match := MOCK_LISTENING.search(seen)):
-                line = await process.stdout.readline()
+                line = await stdout.readline()
                 if not line:
                     raise RuntimeError(f"mock upstream exited before listening:\n{seen.decode()}")
                 seen += line
+        # Keep reading its log, or a full pipe would block it mid-test.
+        reader = asyncio.create_task(stdout.read())
         yield MockUpstream(match.group(1).decode())
     finally:
         await stop_process(process)
+        if reader is not None:
+            await reader
 
 
 async def stop_process(process: asyncio.subprocess.Process, timeout: float = 10) -> None:
@@ -129,16 +135,16 @@ class Nginx:
 
 
 @contextlib.asynccontextmanager
-async def run_nginx(prefix: Path, replicas: list[str], read_timeout: str | None = None) -> AsyncIterator[Nginx]:
+async def run_nginx(
+    prefix: Path, replicas: list[str], read_timeout: str | None = None
+) -> AsyncIterator[Nginx]:
     """Debian's nginx in the foreground on a free loopback port, everything it writes under `prefix`,
     serving the shipped config in front of `replicas`; stopped by its PID on the way out."""
     binary = require_tool("nginx", "apt-get install nginx")
-    prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (prefix / "agent-proxy.conf").write_text(render_nginx_conf(replicas, port, read_timeout))
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp_paths = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in kinds)
     # As root, nginx would run its worker as `nobody`, who cannot read pytest's private temp dir.
     user = "user root;" if os.geteuid() == 0 else ""
     (prefix / "nginx.conf").write_text(
@@ -177,4 +183,3 @@ async def _until_answering(nginx: Nginx, timeout: float = 15) -> None:
                     if resp.status == 200:
                         return
             await asyncio.sleep(0.05)
-

@@ -118,8 +118,9 @@ def test_prometheus_scrapes_both_replicas_with_the_shipped_rules() -> None:
     assert sorted(targets) == sorted(f"{name}:8080" for name in proxies(data))
     promtool = require_tool("promtool", "apt-get install --no-install-recommends prometheus")
     check = subprocess.run(
-        [promtool, "check", "config", str(config_path)], capture_output=True, text=True, timeout=60, check=False
-    )
+        [promtool, "check", "config", str(config_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 1 rule files found" in check.stdout + check.stderr
 

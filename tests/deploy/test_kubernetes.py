@@ -159,7 +159,7 @@ def test_the_pod_runs_locked_down_with_bounded_resources() -> None:
 
 
 def test_autoscaling_disruption_budget_policy_and_monitoring_select_the_pods() -> None:
-    labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels: dict[str, str] = one("Deployment")["spec"]["template"]["metadata"]["labels"]
 
     def selects(selector: dict[str, str]) -> bool:
         return selector.items() <= labels.items()
