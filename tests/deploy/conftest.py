@@ -141,6 +141,7 @@ async def run_nginx(
     """Debian's nginx in the foreground on a free loopback port, everything it writes under `prefix`,
     serving the shipped config in front of `replicas`; stopped by its PID on the way out."""
     binary = require_tool("nginx", "apt-get install nginx")
+    os.makedirs(prefix, exist_ok=True)
     port = free_port()
     (prefix / "agent-proxy.conf").write_text(render_nginx_conf(replicas, port, read_timeout))
     kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
