@@ -6,9 +6,12 @@ makes of deploy/prometheus/rules/; and the Deployment keeps the promises DESIGN.
 from __future__ import annotations
 
 import functools
+import os
+import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -29,10 +32,10 @@ CRDS = {"ServiceMonitor": monitoring_v1.ServiceMonitor, "PrometheusRule": monito
 
 
 @functools.cache
-def built() -> tuple[dict[str, Any], ...]:
+def built(directory: Path = KUBERNETES) -> tuple[dict[str, Any], ...]:
     kubectl = require_tool("kubectl", "a Kubernetes apt repository's 'kubectl' package")
     result = subprocess.run(
-        [kubectl, "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=120, check=False
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
     return tuple(yaml.safe_load_all(result.stdout))
@@ -174,3 +177,30 @@ def test_autoscaling_disruption_budget_policy_and_monitoring_select_the_pods() -
     hpa = one("HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"]["name"] == one("Deployment")["metadata"]["name"]
     assert hpa["minReplicas"] >= 2
+
+
+def test_the_active_streams_component_scales_on_the_metric_the_adapter_rule_serves(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    component = KUBERNETES / "components" / "hpa-active-streams"
+    # kustomize takes only relative paths.
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(KUBERNETES, overlay)],
+                "components": [os.path.relpath(component, overlay)],
+            }
+        )
+    )
+    [hpa] = [o for o in built(overlay) if o["kind"] == "HorizontalPodAutoscaler"]
+    kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert set(metrics) == {"Resource", "Pods"}
+    name = metrics["Pods"]["pods"]["metric"]["name"]
+    assert name == "agent_proxy_active_streams"
+    readme = (KUBERNETES / "README.md").read_text()
+    [rule] = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(rules:.*?)```", readme, re.DOTALL)]
+    adapter = rule["rules"][0]
+    assert adapter["seriesQuery"].startswith(f"{name}{{")
+    assert adapter["name"]["as"] == name
+    assert f'"{name}"' in (ROOT / "proxy" / "observability" / "metrics.py").read_text()
