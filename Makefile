@@ -27,6 +27,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	scripts/ensure-tools.sh prometheus promtool prometheus
 	scripts/ensure-tools.sh redis-server redis-server
+	scripts/ensure-tools.sh nginx nginx
+	scripts/ensure-tools.sh kubectl kubectl
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest

@@ -9,7 +9,9 @@ package=$1
 shift
 
 have_tools() {
-    for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || return 1; done
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || return 1
+    done
 }
 
 if have_tools "$@"; then
@@ -19,9 +21,17 @@ fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "ensure-tools: installing Debian package '$package' ($*)" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # The tests start each server themselves on a free port: no init script may start a packaged
+    # service (nginx on port 80, redis on 6379) behind their back.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+    fi
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$package"; } >/dev/null; then
         echo "ensure-tools: apt-get install $package failed" >&2
     fi
+    [ -n "$created_policy" ] && rm -f "$policy"
 fi
 
 if have_tools "$@"; then

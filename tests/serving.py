@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -28,13 +28,16 @@ class Served:
 
 @asynccontextmanager
 async def serve(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, listening: int = 1
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    listening: int = 1,
+    program: Sequence[str] = (sys.executable, "-m", "proxy.cli"),
 ) -> AsyncIterator[Served]:
-    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen."""
+    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen.
+    `program` is the `agent-proxy` command (another installation's, for instance)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy.cli",
+        *program,
         "serve",
         "--port",
         "0",
@@ -42,6 +45,8 @@ async def serve(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        # Its own process group, which the cleanup below kills (with `--workers`, the workers too).
+        start_new_session=True,
     )
     assert process.stdout is not None
     log: list[str] = []

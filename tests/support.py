@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago (for programs that cannot take port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
