@@ -14,6 +14,7 @@ ends the stream with `internal_error`:
                     |    +--------+--> retrying -----> attempting (same model, after the backoff)
                     |              \\-> falling_back -> attempting (next model) | falling_back (skip)
     any state -> ended (success, failure, cancel, deadline)
+    admitted -> retrying (a stream taken over from a lost process: `retry` with `replica_lost`)
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class StreamState(StrEnum):
 
 S = StreamState
 TRANSITIONS: Final[Mapping[StreamState, frozenset[StreamState]]] = {
-    S.ADMITTED: frozenset({S.ATTEMPTING, S.FALLING_BACK, S.ENDED}),
+    # To `retrying` only when taken over from a lost process: its first event is that `retry`.
+    S.ADMITTED: frozenset({S.ATTEMPTING, S.RETRYING, S.FALLING_BACK, S.ENDED}),
     S.ATTEMPTING: frozenset({S.STREAMING, S.RETRYING, S.FALLING_BACK, S.ENDED}),
     S.STREAMING: frozenset({S.RETRYING, S.FALLING_BACK, S.ENDED}),
     S.RETRYING: frozenset({S.ATTEMPTING, S.ENDED}),
