@@ -107,6 +107,11 @@ async def create_app(settings: Settings) -> web.Application:
         if mock is not None:
             await mock.close()
 
+    async def _close_websockets(app: web.Application) -> None:
+        await ws.close_all()
+
+    # on_shutdown runs after the drain and before aiohttp waits for the handlers still running.
+    app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_shutdown)
     return app
 

@@ -42,6 +42,7 @@ async def serve(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        start_new_session=True,  # its own process group: the clean-up below kills workers too
     )
     assert process.stdout is not None
     log: list[str] = []

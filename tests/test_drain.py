@@ -63,3 +63,33 @@ async def test_sigterm_drains_then_ends_the_rest_with_shutdown_and_exits_0(
     assert_stream_invariants(short_events)
     assert_stream_invariants(long_events)
     await mock.stats.wait_for(lambda s: s.total.active_streams == 0, timeout=2)
+
+
+async def test_sigterm_closes_websockets_with_1001_after_their_streams_end_within_the_drain_timeout(
+    tmp_path: Path, mock: MockServer, session: aiohttp.ClientSession
+) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(CONFIG.format(base_url=mock.base_url).replace("1.5", "3"))
+    async with serve("--config", str(config)) as served:
+        idle = await session.ws_connect(f"{served.url}/v1/ws")
+        busy = await session.ws_connect(f"{served.url}/v1/ws")
+        await busy.send_json({"type": "prompt", "request_id": "r1", "agent": "long", "prompt": "x"})
+        await mock.stats.wait_for(lambda s: s.total.streams_started == 1, timeout=10)
+        loop = asyncio.get_running_loop()
+        signalled = loop.time()
+        served.process.send_signal(signal.SIGTERM)
+
+        async def frames(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, object]]:
+            return [msg.json() async for msg in ws if msg.type is aiohttp.WSMsgType.TEXT]
+
+        async with asyncio.timeout(10):
+            idle_frames, busy_frames = await asyncio.gather(frames(idle), frames(busy))
+            assert await served.process.wait() == 0
+        exited_after = loop.time() - signalled
+
+    assert idle_frames == []
+    assert idle.close_code == busy.close_code == 1001
+    assert busy_frames[-1]["type"] == "end"
+    assert busy_frames[-1]["finish_reason"] == "shutdown"
+    assert_stream_invariants([{k: v for k, v in f.items() if k != "request_id"} for f in busy_frames])
+    assert 3 <= exited_after < 3 + 1, exited_after
