@@ -15,9 +15,11 @@ from aiohttp import web
 from proxy.app import create_app, drain
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
-from proxy.workers import die_with_parent, run_workers
+from proxy.workers import die_with_parent, reserve_port, run_workers
 
 log = logging.getLogger("agent_proxy")
+
+FORCE_QUIT_INTERRUPTS = 3
 
 
 def _load(path: str | None) -> Settings | None:
@@ -37,8 +39,8 @@ def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings.model_copy(update={"server": settings.server.model_copy(update=update)})
 
 
-def _banner(settings: Settings) -> str:
-    url = f"http://{settings.server.host}:{settings.server.port}"
+def _banner(settings: Settings, port: int) -> str:
+    url = f"http://{settings.server.host}:{port}"
     if settings.demo:
         return (
             f"agent-proxy serving the built-in demo on {url}: mock upstream in this process, agent 'demo'. "
@@ -49,21 +51,51 @@ def _banner(settings: Settings) -> str:
     )
 
 
-async def serve_app(settings: Settings, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and return."""
+class CannotListen(Exception):
+    """The address cannot be bound; `str()` is the one line a user needs (no traceback helps)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+
+def _on_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM or a first Ctrl-C: drain, then stop. A third Ctrl-C quits at once, cutting streams."""
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def interrupted() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        stop.set()
+        if interrupts >= FORCE_QUIT_INTERRUPTS:
+            log.warning("quitting at once: running streams are cut off")
+            _exit_now(128 + signal.SIGINT)
+        left = FORCE_QUIT_INTERRUPTS - interrupts
+        log.info("draining; Ctrl-C %s more to quit at once", ("once", "twice")[left - 1])
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, interrupted)
+
+
+async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and return; the banner says where, once listening."""
     app = await create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     server = settings.server
-    # A deep accept queue: a burst of new streams must wait, not be refused.
-    site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
     try:
+        # A deep accept queue: a burst of new streams must wait, not be refused.
+        site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CannotListen(server.host, server.port, exc) from None
+        if banner:
+            log.info(_banner(settings, runner.addresses[0][1]))
+        log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
+        stop = asyncio.Event()
+        _on_stop_signals(stop)
         await stop.wait()
         await drain(app, server.drain_timeout_s)
     finally:
@@ -77,21 +109,32 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     settings = _with_flags(settings, args)
     configure_logging(settings.observability.log_level, settings.observability.log_format)
-    if settings.server.workers > 1:
-        log.info(_banner(settings))
-        return run_workers(settings, args)
+    server = settings.server
+    if server.workers > 1:
+        try:
+            reserved = reserve_port(server.host, server.port)
+        except OSError as exc:
+            return _cannot_listen(CannotListen(server.host, server.port, exc))
+        log.info(_banner(settings, reserved.getsockname()[1]))
+        return run_workers(settings, args, reserved)
     if args.worker:
         die_with_parent()
-    else:
-        log.info(_banner(settings))
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve_app(settings, reuse_port=args.worker))
+    try:
+        asyncio.run(serve_app(settings, reuse_port=args.worker, banner=not args.worker))
+    except CannotListen as exc:
+        return _cannot_listen(exc)
     _exit_now(0)
+
+
+def _cannot_listen(exc: CannotListen) -> int:
+    print(exc, file=sys.stderr)
+    return 1
 
 
 def _exit_now(code: int) -> NoReturn:

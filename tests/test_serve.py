@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import aiohttp
+import pytest
 
 from tests.serving import serve
 from tests.support import assert_stream_invariants, post_stream
@@ -24,3 +30,22 @@ async def test_demo_serves_every_transport_and_says_so_first(session: aiohttp.Cl
         async with session.get(f"{served.url}/readyz") as resp:
             assert resp.status == 200
         assert await served.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AGENT_PROXY_CONFIG": ""},
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"cannot listen on 127.0.0.1:{port}: address already in use"
+    ], result.stderr
