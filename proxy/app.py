@@ -21,6 +21,7 @@ from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
+from proxy.transports.server import SERVER_HEADER
 from proxy.transports.sse import SSETransport
 from proxy.transports.ws import WSTransport
 
@@ -88,6 +89,7 @@ async def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
+    app.on_response_prepare.append(_server_header)
     app[ENGINE] = engine
     app[TELEMETRY] = telemetry
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
@@ -114,6 +116,10 @@ async def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_shutdown)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SERVER_HEADER)
 
 
 def _model_names(settings: Settings) -> list[str]:

@@ -15,6 +15,7 @@ from aiohttp import web
 from proxy.app import create_app, drain
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
+from proxy.transports.server import ProxyRunner
 from proxy.workers import die_with_parent, reserve_port, run_workers
 
 log = logging.getLogger("agent_proxy")
@@ -81,9 +82,9 @@ def _on_stop_signals(stop: asyncio.Event) -> None:
 async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool = True) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return; the banner says where, once listening."""
     app = await create_app(settings)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
     server = settings.server
+    runner = ProxyRunner(app, allow_any_origin="*" in server.cors_allow_origins, access_log=None)
+    await runner.setup()
     try:
         # A deep accept queue: a burst of new streams must wait, not be refused.
         site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)

@@ -18,6 +18,7 @@ from proxy.app import ENGINE, create_app
 from proxy.config import Settings
 from proxy.engine import Engine
 from proxy.mock_upstream import MockServer, start_mock
+from proxy.transports.server import ProxyRunner
 
 
 @dataclass
@@ -107,7 +108,7 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
 
     async def make(settings: Settings) -> Proxy:
         app = await create_app(settings)
-        runner = web.AppRunner(app, handler_cancellation=True)
+        runner = ProxyRunner(app, allow_any_origin="*" in settings.server.cors_allow_origins)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
