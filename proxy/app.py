@@ -18,7 +18,7 @@ from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
 from proxy.transports.cors import install_cors
-from proxy.transports.http import ARRIVED_AT, error_response
+from proxy.transports.http import ARRIVED_AT, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
 from proxy.transports.server import SERVER_HEADER
@@ -91,6 +91,7 @@ async def create_app(settings: Settings) -> web.Application:
     install_cors(app, server.cors_allow_origins)
     app.on_response_prepare.append(_server_header)
     app[ENGINE] = engine
+    app[MAX_BODY_BYTES] = server.max_body_bytes
     app[TELEMETRY] = telemetry
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)

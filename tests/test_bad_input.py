@@ -151,3 +151,29 @@ async def test_responses_name_the_proxy_not_its_python_and_aiohttp_versions(
     async with session.get(f"{proxy.url}/healthz?q={'x' * 100_000}") as resp:
         assert resp.status == 414
         assert resp.headers["Server"] == "agent-proxy"
+
+
+async def test_the_413_message_states_the_limit(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m"}, server={"max_body_bytes": 16_384}))
+    body = b'{"prompt": "' + b"x" * 20_000 + b'"}'
+    async with session.post(f"{proxy.url}/v1/agents/a/run", data=body, headers=JSON) as resp:
+        assert resp.status == 413
+        assert "16384 bytes" in (await resp.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/agents/a/stream", "/v1/agents/a/run"])
+async def test_unknown_fields_are_a_422_naming_the_field(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, path: str
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m"}))
+    async with session.post(f"{proxy.url}{path}", json={"prompt": "x", "promt_prefix": "y"}) as resp:
+        assert resp.status == 422
+        error = (await resp.json())["error"]
+    assert error["code"] == "unknown_field"
+    assert "promt_prefix" in error["message"]
+    assert mock.stats.total.requests == 0
+    async with session.post(f"{proxy.url}{path}", json={"prompt": "x", "metadata": {"k": "v"}}) as resp:
+        assert resp.status == 200
+        await resp.read()
