@@ -82,6 +82,8 @@ def _on_stop_signals(stop: asyncio.Event) -> None:
 
 async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool = True) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return; the banner says where, once listening."""
+    stop = asyncio.Event()
+    _on_stop_signals(stop)  # before anything is logged: a client may signal as soon as it reads a line
     app = await create_app(settings)
     server = settings.server
     runner = ProxyRunner(app, allow_any_origin="*" in server.cors_allow_origins, access_log=None)
@@ -96,8 +98,6 @@ async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool =
         if banner:
             log.info(_banner(settings, runner.addresses[0][1]))
         log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
-        stop = asyncio.Event()
-        _on_stop_signals(stop)
         await stop.wait()
         await drain(app, server.drain_timeout_s)
     finally:
@@ -115,7 +115,8 @@ def run_serve(args: argparse.Namespace) -> int:
         _invalid(args.config or os.environ.get(CONFIG_ENV, "configuration"), unbuildable + unset)
         return 2
     settings = _with_flags(settings, args)
-    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    observability = settings.observability
+    configure_logging(observability.log_level, args.log_format or observability.log_format)
     server = settings.server
     if server.workers > 1:
         try:
@@ -176,8 +177,13 @@ def _invalid(source: str, lines: list[str]) -> None:
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the proxy (the built-in demo when no config is given)")
     serve.add_argument("--config", help=f"TOML config file (default: ${CONFIG_ENV}, else the built-in demo)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to listen on (default: [server] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on, 0 for any free one (default: 8080)")
+    serve.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        help="log lines on stderr: text on a terminal and JSON otherwise (auto, the default), or either",
+    )
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=run_serve)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import os
+import pty
+import re
 import socket
 import subprocess
 import sys
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.serving import serve
@@ -49,3 +54,45 @@ def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
     assert result.stderr.strip().splitlines() == [
         f"cannot listen on 127.0.0.1:{port}: address already in use"
     ], result.stderr
+
+
+def test_version_and_help() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"agent-proxy {importlib.metadata.version('agent-proxy')}"
+    usage = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert re.search(r"--host HOST\s+address to listen on", usage.stdout), usage.stdout
+    assert re.search(r"--port PORT\s+port to listen on", usage.stdout), usage.stdout
+    assert "--log-format {auto,json,text}" in usage.stdout
+
+
+async def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
+    # Not a terminal (the pipe of tests.serving): one JSON object per line, as collectors expect.
+    async with serve(env={"AGENT_PROXY_CONFIG": ""}) as served:
+        assert orjson.loads(served.log[0])["message"].startswith("agent-proxy serving")
+        assert await served.stop() == 0
+    # A terminal: human-readable lines.
+    controller, terminal = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy.cli",
+        "serve",
+        "--port",
+        "0",
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "AGENT_PROXY_CONFIG": ""},
+    )
+    os.close(terminal)
+    try:
+        with os.fdopen(controller, "rb", buffering=0) as screen:
+            first = await asyncio.wait_for(asyncio.to_thread(screen.readline), timeout=60)
+    finally:
+        process.terminate()
+        assert await process.wait() == 0
+    assert re.match(rb"^\S+ \S+ INFO agent_proxy: agent-proxy serving the built-in demo", first), first
