@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,3 +105,10 @@ def assert_stream_invariants(events: list[dict[str, Any]], *, client_gone: bool 
             parts.append(e["text"])
     if not client_gone and public[-1].get("text") is not None:
         assert "".join(parts) == public[-1]["text"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
