@@ -1,4 +1,4 @@
-"""Non-streaming runs (DESIGN 2): `POST /v1/agents/{agent}/run` answers one JSON object with the
+"""Non-streaming runs (protocol.md 2): `POST /v1/agents/{agent}/run` answers one JSON object with the
 fields of the `end` event, plus `error` when the stream failed.
 
 The run goes through the same `pump` as every streaming transport (so metrics, traces and logs see

@@ -1,4 +1,4 @@
-"""Server-Sent Events transport (DESIGN 3.2): `POST /v1/agents/{agent}/stream` and its `GET` twin."""
+"""Server-Sent Events transport (protocol.md 3.2): `POST /v1/agents/{agent}/stream` and its `GET` twin."""
 
 from __future__ import annotations
 

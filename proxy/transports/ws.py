@@ -1,4 +1,4 @@
-"""WebSocket transport (DESIGN 3.3): many streams per socket, `prompt` / `cancel` / `ping` frames."""
+"""WebSocket transport (protocol.md 3.3): many streams per socket, `prompt` / `cancel` / `ping` frames."""
 
 from __future__ import annotations
 
