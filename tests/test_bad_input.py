@@ -1,4 +1,4 @@
-"""Bad input gets a clear JSON 4xx, never a 500, and changes nothing (DESIGN 2)."""
+"""Bad input gets a clear JSON 4xx, never a 500, and changes nothing (protocol.md 2)."""
 
 from __future__ import annotations
 
