@@ -112,7 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # Serving with a secret missing would send requests that can only fail (`Bearer ` with no key).
     unbuildable, unset = check_models_and_secrets(settings)
     if unbuildable or unset:
-        _invalid(args.config or os.environ.get(CONFIG_ENV, "configuration"), unbuildable + unset)
+        _invalid(args.config or os.environ.get(CONFIG_ENV) or "configuration", unbuildable + unset)
         return 2
     settings = _with_flags(settings, args)
     observability = settings.observability

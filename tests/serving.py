@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 LISTENING = re.compile(r"listening on \('127\.0\.0\.1', (\d+)\)")
 
@@ -26,12 +27,12 @@ class Served:
             return await self.process.wait()
 
 
-@asynccontextmanager
-async def serve(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, listening: int = 1
-) -> AsyncIterator[Served]:
-    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen."""
-    process = await asyncio.create_subprocess_exec(
+async def start_serve(
+    *args: str, env: dict[str, str] | None = None, **streams: Any
+) -> asyncio.subprocess.Process:
+    """`agent-proxy serve --port 0 ARGS` started in its own process group (so that a clean-up can
+    kill its workers too), its output going to `streams` (`stdout`, `stderr`)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "proxy.cli",
@@ -39,10 +40,19 @@ async def serve(
         "--port",
         "0",
         *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, **(env or {})},
-        start_new_session=True,  # its own process group: the clean-up below kills workers too
+        start_new_session=True,
+        **streams,
+    )
+
+
+@asynccontextmanager
+async def serve(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, listening: int = 1
+) -> AsyncIterator[Served]:
+    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen."""
+    process = await start_serve(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     assert process.stdout is not None
     log: list[str] = []

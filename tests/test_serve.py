@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.serving import serve
+from tests.serving import serve, start_serve
 from tests.support import assert_stream_invariants, post_stream
 
 
@@ -77,17 +77,7 @@ async def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
         assert await served.stop() == 0
     # A terminal: human-readable lines.
     controller, terminal = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy.cli",
-        "serve",
-        "--port",
-        "0",
-        stdout=terminal,
-        stderr=terminal,
-        env={**os.environ, "AGENT_PROXY_CONFIG": ""},
-    )
+    process = await start_serve(env={"AGENT_PROXY_CONFIG": ""}, stdout=terminal, stderr=terminal)
     os.close(terminal)
     try:
         with os.fdopen(controller, "rb", buffering=0) as screen:
