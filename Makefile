@@ -3,28 +3,35 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEV    := $(VENV)/.dev-stamp
 ARGS   ?=
 
 .PHONY: run test lint typecheck pytest bench setup clean
 
-setup: $(STAMP)
+setup: $(DEV)
 
+# Serving needs the package only; the dev tools (pytest, mypy, ruff, the openai SDK, ...) come with
+# the first `make test`, so that a first `make run` installs less.
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -e .
 	touch $(STAMP)
+
+$(DEV): $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(DEV)
 
 run: $(STAMP)
 	$(BIN)/agent-proxy serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(DEV)
 	scripts/ensure-tools.sh prometheus promtool prometheus
 	scripts/ensure-tools.sh redis-server redis-server
 	scripts/ensure-tools.sh nginx nginx
@@ -33,7 +40,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean:

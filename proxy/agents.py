@@ -8,6 +8,7 @@ engine, which only runs what is built here.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,40 @@ from proxy.upstream import LeanOpenAIChatModel, LeanOpenAIProvider
 
 class ModelBuildError(ValueError):
     """A model string could not be turned into a model."""
+
+
+_ENV_NAME = re.compile(r"`([A-Z][A-Z0-9_]*)`")
+"""How pydantic-ai names the variable a provider needs: "Set the `OPENAI_API_KEY` environment variable"."""
+
+
+def check_models_and_secrets(settings: Settings) -> tuple[list[str], list[str]]:
+    """`key: problem` lines that validation cannot find, without building anything that connects:
+    (models that cannot be built, secrets whose environment variables are unset). `check-config`
+    reports the secrets as warnings, so that CI can check a config without them; `serve` refuses."""
+    unbuildable: list[str] = []
+    unset: list[str] = []
+    for name, upstream in settings.upstreams.items():
+        if upstream.api_key_env and not os.environ.get(upstream.api_key_env):
+            unset.append(f"upstreams.{name}.api_key_env: {upstream.api_key_env} is not set")
+    for name, server in settings.mcp_servers.items():
+        unset.extend(
+            f"mcp_servers.{name}.headers_env.{header}: {variable} is not set"
+            for header, variable in server.headers_env.items()
+            if not os.environ.get(variable)
+        )
+    for agent, cfg in settings.agents.items():
+        for key, model in [("model", cfg.model), *(("fallback_models", m) for m in cfg.fallback_models)]:
+            prefix, sep, _ = model.partition(":")
+            if sep and prefix in settings.upstreams:
+                continue
+            try:
+                infer_model(model)
+            except Exception as exc:
+                if missing := [v for v in _ENV_NAME.findall(str(exc)) if not os.environ.get(v)]:
+                    unset.append(f"agents.{agent}.{key}: {', '.join(missing)} is not set (for {model!r})")
+                else:
+                    unbuildable.append(f"agents.{agent}.{key}: cannot build model {model!r}: {exc}")
+    return unbuildable, unset
 
 
 def _model_settings() -> ModelSettings:
@@ -67,7 +102,7 @@ def build_registry(
             cfg = settings.upstreams[upstream]
             key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
             provider = LeanOpenAIProvider(
-                upstream, base_url=cfg.base_url, api_key=key or "not-set", connect_timeout=timeouts.connect_s
+                upstream, base_url=cfg.base_url, api_key=key, connect_timeout=timeouts.connect_s
             )
             providers[cache_key] = provider
             registry.closers.append(provider.aclose)

@@ -20,10 +20,11 @@ from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
 from proxy.state import build_state
 from proxy.transports.cors import install_cors
-from proxy.transports.http import ARRIVED_AT, error_response
+from proxy.transports.http import ARRIVED_AT, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
+from proxy.transports.server import SERVER_HEADER
 from proxy.transports.sse import SSETransport
 from proxy.transports.ws import WSTransport
 
@@ -96,7 +97,9 @@ async def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
+    app.on_response_prepare.append(_server_header)
     app[ENGINE] = engine
+    app[MAX_BODY_BYTES] = server.max_body_bytes
     app[TELEMETRY] = telemetry
     app.router.add_post("/v1/agents/{agent}/stream", sse.post)
     app.router.add_get("/v1/agents/{agent}/stream", sse.get)
@@ -117,8 +120,17 @@ async def create_app(settings: Settings) -> web.Application:
         if mock is not None:
             await mock.close()
 
+    async def _close_websockets(app: web.Application) -> None:
+        await ws.close_all()
+
+    # on_shutdown runs after the drain and before aiohttp waits for the handlers still running.
+    app.on_shutdown.append(_close_websockets)
     app.on_cleanup.append(_shutdown)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SERVER_HEADER)
 
 
 def _model_names(settings: Settings) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy.mock_upstream import cli as mock_cli
 
     parser = argparse.ArgumentParser(prog="agent-proxy", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"agent-proxy {importlib.metadata.version('agent-proxy')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve.register(sub)
     mock_cli.register(sub)

@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from proxy.observability.settings import ObservabilitySettings
@@ -95,7 +104,7 @@ class ConversationSettings(Section):
 
 
 class StateSettings(Section):
-    """Where shared state lives (DESIGN 10): conversations, stream logs, stream leases."""
+    """Where shared state lives: conversations, stream logs, stream leases."""
 
     backend: Literal["memory", "redis"] = "memory"
     """`memory`: this process only (one worker); `redis`: shared by every worker and replica."""
@@ -217,43 +226,72 @@ class Settings(BaseSettings):
         # The file's values arrive as init kwargs; the environment must win over them.
         return env_settings, init_settings
 
-    @model_validator(mode="after")
-    def _check_references(self) -> Settings:
-        problems: list[str] = []
-        if not self.agents:
-            problems.append("agents: at least one [agents.NAME] table is required")
-        for name, agent in self.agents.items():
-            for key, model in [
-                ("model", agent.model),
-                *(("fallback_models", m) for m in agent.fallback_models),
-            ]:
-                if not model.strip():
-                    problems.append(f"agents.{name}.{key}: must not be empty")
-            problems.extend(
-                f"agents.{name}.mcp_servers: no [mcp_servers.{server}]"
-                for server in agent.mcp_servers
-                if server not in self.mcp_servers
-            )
-            if agent.output_schema is not None:
-                try:
-                    load_schema(agent.output_schema)
-                except SchemaLoadError as exc:
-                    problems.append(f"agents.{name}.output_schema: {exc}")
-            for key, section in (("retry", self.retry), ("timeouts", self.timeouts)):
-                overrides = getattr(agent, key)
-                try:
-                    type(section).model_validate({**section.model_dump(), **overrides})
-                except ValidationError as exc:
-                    problems.extend(f"agents.{name}.{key}.{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_references(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        # On the raw data, so that these problems come in the same report as the fields' own.
+        problems = [
+            InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc, input=None)
+            for loc, message in _reference_problems(data if isinstance(data, dict) else {})
+        ]
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            # ErrorDetails carry the same keys as InitErrorDetails, plus `msg` and `url` (ignored).
+            fields = cast(list[InitErrorDetails], exc.errors())
+            raise ValidationError.from_exception_data(cls.__name__, [*fields, *problems]) from None
         if problems:
-            raise ValueError("\n".join(problems))
-        return self
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return settings
 
     def retry_for(self, agent: str) -> RetrySettings:
         return self.retry.model_copy(update=self.agents[agent].retry)
 
     def timeouts_for(self, agent: str) -> TimeoutSettings:
         return self.timeouts.model_copy(update=self.agents[agent].timeouts)
+
+
+def _reference_problems(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """What the fields cannot check alone: references between tables, schema files, per-agent
+    overrides. Tolerates invalid values: the fields' own validation reports those."""
+    agents = data.get("agents")
+    if not agents:
+        return [(("agents",), "at least one [agents.NAME] table is required")]
+    if not isinstance(agents, dict):
+        return []
+    mcp_servers = data.get("mcp_servers")
+    known_servers = set(mcp_servers) if isinstance(mcp_servers, dict) else set()
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name, agent in agents.items():
+        if not isinstance(agent, dict):
+            continue
+        fallbacks = agent.get("fallback_models")
+        for key, model in [("model", agent.get("model")), *(("fallback_models", m) for m in fallbacks or ())]:
+            if isinstance(model, str) and not model.strip():
+                problems.append((("agents", name, key), "must not be empty"))
+        servers = agent.get("mcp_servers")
+        problems.extend(
+            (("agents", name, "mcp_servers"), f"no [mcp_servers.{server}]")
+            for server in (servers if isinstance(servers, list) else ())
+            if server not in known_servers
+        )
+        schema = agent.get("output_schema")
+        if isinstance(schema, dict | str):
+            try:
+                load_schema(schema)
+            except SchemaLoadError as exc:
+                problems.append((("agents", name, "output_schema"), str(exc)))
+        for key, section in (("retry", RetrySettings), ("timeouts", TimeoutSettings)):
+            overrides = agent.get(key)
+            if not isinstance(overrides, dict):
+                continue
+            try:
+                section.model_validate(overrides)
+            except ValidationError as exc:
+                problems.extend(
+                    (("agents", name, key, *(str(p) for p in e["loc"])), e["msg"]) for e in exc.errors()
+                )
+    return problems
 
 
 class ConfigError(Exception):
@@ -264,14 +302,26 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _environment_paths() -> dict[tuple[str, ...], str]:
+    """The settings path each `AGENT_PROXY_A__B` variable sets -> the variable's name."""
+    return {
+        tuple(name[len(ENV_PREFIX) :].lower().split("__")): name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_ENV
+    }
+
+
 def _format(source: str, exc: ValidationError) -> str:
+    """One `SOURCE: key: problem` line per error; SOURCE is the variable when one set that key."""
+    from_env = _environment_paths()
     lines: list[str] = []
     for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # from _check_references: each line already names its key
-            lines.extend(f"{source}: {line}" for line in msg.splitlines())
-        else:
-            lines.append(f"{source}: {_loc(err['loc'])}: {msg}")
+        loc = tuple(str(part) for part in err["loc"])
+        blamed = source
+        for path, variable in from_env.items():
+            if loc[: len(path)] == path or path[: len(loc)] == loc:
+                blamed = variable
+        lines.append(f"{blamed}: {_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""The stream event types of DESIGN section 3.1, plus the engine's internal events.
+"""The stream event types of protocol.md 3.1, plus the engine's internal events.
 
 Public events go to clients; every transport encodes them from `Event.to_dict()`. Internal events
 (`internal = True`) never reach a wire: they exist so that the one observer of the event stream

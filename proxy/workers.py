@@ -26,7 +26,7 @@ log = logging.getLogger("agent_proxy")
 PR_SET_PDEATHSIG = 1
 
 
-def _reserve_port(host: str, port: int) -> socket.socket:
+def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, not listening, SO_REUSEPORT socket: fixes the port (also for port 0) for the workers."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -46,9 +46,9 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_workers(settings: Settings, args: argparse.Namespace) -> int:
+def run_workers(settings: Settings, args: argparse.Namespace, reserved: socket.socket) -> int:
+    """Run the workers on `reserved` (from `reserve_port`) until they have all exited."""
     server = settings.server
-    reserved = _reserve_port(server.host, server.port)
     port = reserved.getsockname()[1]
     metrics_dir = prepare_multiprocess_dir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
@@ -67,7 +67,9 @@ def run_workers(settings: Settings, args: argparse.Namespace) -> int:
         "--port",
         str(port),
     ]
-    workers = [subprocess.Popen(command, env=env) for _ in range(server.workers)]
+    # Workers in their own process group: a terminal's Ctrl-C reaches them once, through `forward`,
+    # not also directly (they count interrupts: the third one quits at once).
+    workers = [subprocess.Popen(command, env=env, process_group=0) for _ in range(server.workers)]
     log.info("started %d workers on port %d: pids %s", len(workers), port, [w.pid for w in workers])
 
     running = {w.pid for w in workers}

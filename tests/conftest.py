@@ -20,6 +20,7 @@ from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
 from proxy.engine.runtime import AgentRegistry
 from proxy.mock_upstream import MockServer, start_mock
+from proxy.transports.server import ProxyRunner
 from tests.redis_server import RedisServer
 
 
@@ -132,7 +133,7 @@ async def make_proxy() -> AsyncIterator[ProxyFactory]:
 
     async def make(settings: Settings) -> Proxy:
         app = await create_app(settings)
-        runner = web.AppRunner(app, handler_cancellation=True)
+        runner = ProxyRunner(app, allow_any_origin="*" in settings.server.cors_allow_origins)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 LISTENING = re.compile(r"listening on \('127\.0\.0\.1', (\d+)\)")
 
@@ -26,6 +27,27 @@ class Served:
             return await self.process.wait()
 
 
+async def start_serve(
+    *args: str,
+    env: dict[str, str] | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "proxy.cli"),
+    **streams: Any,
+) -> asyncio.subprocess.Process:
+    """`agent-proxy serve --port 0 ARGS` started in its own process group (so that a clean-up can
+    kill its workers too), its output going to `streams` (`stdout`, `stderr`). `program` is the
+    `agent-proxy` command (another installation's, for instance)."""
+    return await asyncio.create_subprocess_exec(
+        *program,
+        "serve",
+        "--port",
+        "0",
+        *args,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        **streams,
+    )
+
+
 @asynccontextmanager
 async def serve(
     *args: str,
@@ -34,19 +56,9 @@ async def serve(
     listening: int = 1,
     program: Sequence[str] = (sys.executable, "-m", "proxy.cli"),
 ) -> AsyncIterator[Served]:
-    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen.
-    `program` is the `agent-proxy` command (another installation's, for instance)."""
-    process = await asyncio.create_subprocess_exec(
-        *program,
-        "serve",
-        "--port",
-        "0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-        # Its own process group, which the cleanup below kills (with `--workers`, the workers too).
-        start_new_session=True,
+    """`agent-proxy serve --port 0 ARGS`, yielded once `listening` processes say where they listen."""
+    process = await start_serve(
+        *args, env=env, program=program, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     assert process.stdout is not None
     log: list[str] = []

@@ -94,7 +94,7 @@ async def post_stream(
 
 
 def assert_stream_invariants(events: list[dict[str, Any]], *, client_gone: bool = False) -> None:
-    """DESIGN 3.1: one start first, one end last, seq without gaps, deltas concatenate to end.text."""
+    """protocol.md 3.1: one start first, one end last, seq without gaps, deltas concatenate to end.text."""
     public = [e for e in events if e["type"] != "heartbeat"]
     assert public[0]["type"] == "start", public[0]
     assert [e["type"] for e in public].count("start") == 1

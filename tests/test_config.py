@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,82 @@ async def test_upstream_key_comes_from_the_named_env_var(
     assert result.end["text"] == "tok0 tok1 tok2"
     assert mock.stats.last_authorization == "Bearer sk-from-env"
     assert mock.stats.last_request_bodies[-1]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_errors_from_the_environment_name_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, GOOD.format(base_url="http://127.0.0.1:9/v1"))
+    monkeypatch.setenv("AGENT_PROXY_SERVER__PROT", "9000")
+    monkeypatch.setenv("AGENT_PROXY_RETRY__MAX_ATTEMPTS", "many")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert "AGENT_PROXY_SERVER__PROT: server.prot: Extra inputs are not permitted" in lines
+    assert any(line.startswith("AGENT_PROXY_RETRY__MAX_ATTEMPTS: retry.max_attempts: ") for line in lines)
+    assert not any(line.startswith(str(path)) for line in lines), lines
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[server]\nport = 'x'\n"
+        "[agents.a]\nmodel = 'm'\nmcp_servers = ['nope']\nretry = { max_attempts = 0 }\n"
+        "[agents.b]\nmodel = ''\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"{path}: server.port: Input should be a valid integer, unable to parse string as an integer",
+        f"{path}: agents.a.mcp_servers: no [mcp_servers.nope]",
+        f"{path}: agents.a.retry.max_attempts: Input should be greater than or equal to 1",
+        f"{path}: agents.b.model: must not be empty",
+    ]
+
+
+SECRETS = """
+[upstreams.local]
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "TEST_UNSET_LOCAL_KEY"
+
+[upstreams.keyless]
+base_url = "http://127.0.0.1:9/v1"
+
+[agents.assistant]
+model = "local:m"
+fallback_models = ["keyless:m", "openai-chat:gpt-4o-mini", "nonsense-provider:x"]
+"""
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "TEST_UNSET_LOCAL_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_check_config_needs_no_secrets_and_lists_the_missing_ones_as_warnings(tmp_path: Path) -> None:
+    path = write(tmp_path, SECRETS.replace(', "nonsense-provider:x"', ""))
+    check = run_cli("check-config", str(path))
+    assert check.returncode == 0, check.stderr
+    assert "OK (1 agents: assistant)" in check.stdout
+    warnings = check.stderr.splitlines()
+    assert f"{path}: warning: upstreams.local.api_key_env: TEST_UNSET_LOCAL_KEY is not set" in warnings
+    assert any("OPENAI_API_KEY is not set" in w for w in warnings), warnings
+    assert not any("keyless" in w for w in warnings), warnings
+
+
+def test_check_config_reports_every_unbuildable_model(tmp_path: Path) -> None:
+    path = write(tmp_path, SECRETS.replace('"local:m"', '"other-nonsense:y"'))
+    check = run_cli("check-config", str(path))
+    assert check.returncode == 2
+    errors = [line for line in check.stderr.splitlines() if "cannot build model" in line]
+    assert len(errors) == 2, check.stderr
+
+
+def test_serve_refuses_an_upstream_whose_key_variable_is_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, SECRETS.replace(', "openai-chat:gpt-4o-mini", "nonsense-provider:x"', ""))
+    serve = run_cli("serve", "--port", "0", "--config", str(path))
+    assert serve.returncode == 2
+    assert f"{path}: upstreams.local.api_key_env: TEST_UNSET_LOCAL_KEY is not set" in serve.stderr

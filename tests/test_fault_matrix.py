@@ -1,4 +1,4 @@
-"""Every upstream fault of DESIGN 7, on SSE and WebSocket, clearing after one attempt or never.
+"""Every upstream fault of the README table, on SSE and WebSocket, clearing after one attempt or never.
 
 For each cell: the events a client sees and their order, the final text against what the upstream
 sent on its good attempt, the attempts the mock saw, Retry-After honoured, and nothing left running.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
 from proxy.config import Settings
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory
-from tests.support import assert_stream_invariants, post_stream
+from tests.support import assert_stream_invariants, free_port, post_stream
 
 SERVER = Path(__file__).parent.parent / "examples" / "mcp_files" / "server.py"
 LIST = 'files?tool=list_files&tool_args={"path":"."}'
@@ -83,13 +82,6 @@ async def test_tool_calls_are_bounded_by_config(
     assert len(result.of("tool_call")) == 2
     assert result.of("error")[0]["code"] == "usage_limit_exceeded"
     assert result.end["finish_reason"] == "error"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""OpenAI-compatible endpoint (DESIGN 3.4), driven by the official `openai` SDK as platform teams run it."""
+"""OpenAI-compatible endpoint (protocol.md 3.4), driven by the official `openai` SDK as platform teams do."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Resumable streams (DESIGN 10): a client that lost its connection gets the rest of its stream,
+"""Resumable streams (docs/protocol.md): a client that lost its connection gets the rest of its stream,
 every event exactly once and in order, from the stream's log; on the memory backend and on a real
 Redis shared by two proxies."""
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+import importlib.metadata
+import os
+import pty
+import re
+import socket
+import subprocess
+import sys
 
-from tests.serving import serve
+import aiohttp
+import orjson
+import pytest
+
+from tests.serving import serve, start_serve
 from tests.support import assert_stream_invariants, post_stream
 
 
@@ -24,3 +35,54 @@ async def test_demo_serves_every_transport_and_says_so_first(session: aiohttp.Cl
         async with session.get(f"{served.url}/readyz") as resp:
             assert resp.status == 200
         assert await served.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AGENT_PROXY_CONFIG": ""},
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"cannot listen on 127.0.0.1:{port}: address already in use"
+    ], result.stderr
+
+
+def test_version_and_help() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"agent-proxy {importlib.metadata.version('agent-proxy')}"
+    usage = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert re.search(r"--host HOST\s+address to listen on", usage.stdout), usage.stdout
+    assert re.search(r"--port PORT\s+port to listen on", usage.stdout), usage.stdout
+    assert "--log-format {auto,json,text}" in usage.stdout
+
+
+async def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
+    # Not a terminal (the pipe of tests.serving): one JSON object per line, as collectors expect.
+    async with serve(env={"AGENT_PROXY_CONFIG": ""}) as served:
+        assert orjson.loads(served.log[0])["message"].startswith("agent-proxy serving")
+        assert await served.stop() == 0
+    # A terminal: human-readable lines.
+    controller, terminal = pty.openpty()
+    process = await start_serve(env={"AGENT_PROXY_CONFIG": ""}, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    try:
+        with os.fdopen(controller, "rb", buffering=0) as screen:
+            first = await asyncio.wait_for(asyncio.to_thread(screen.readline), timeout=60)
+    finally:
+        process.terminate()
+        assert await process.wait() == 0
+    assert re.match(rb"^\S+ \S+ INFO agent_proxy: agent-proxy serving the built-in demo", first), first

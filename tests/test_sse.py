@@ -1,4 +1,4 @@
-"""SSE transport: the stream protocol as a curl or EventSource user sees it (DESIGN 3.1, 3.2)."""
+"""SSE transport: the stream protocol as a curl or EventSource user sees it (protocol.md 3.1, 3.2)."""
 
 from __future__ import annotations
 

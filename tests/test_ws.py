@@ -1,4 +1,4 @@
-"""WebSocket transport (DESIGN 3.3): several streams on one socket, cancel, ping, bad frames."""
+"""WebSocket transport (protocol.md 3.3): several streams on one socket, cancel, ping, bad frames."""
 
 from __future__ import annotations
 

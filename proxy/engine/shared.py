@@ -1,4 +1,4 @@
-"""What the engine needs from the state shared by every process and replica (DESIGN 10), as a
+"""What the engine needs from the state shared by every process and replica, as a
 protocol: conversations, stream event logs, and who runs each stream.
 
 `proxy/state/` implements it in memory (one process; the default) and on Redis. Writes on a

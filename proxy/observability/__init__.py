@@ -1,4 +1,4 @@
-"""Metrics, traces and logs of the event stream (DESIGN section 5): what the app wires in.
+"""Metrics, traces and logs of the event stream (docs/monitoring.md): what the app wires in.
 
 Start-up: `configure_logging(...)`, then `telemetry = Telemetry(settings, agents, models)`: its
 `observer` for the transports, `instrumentation_settings()` for the agents, `render_metrics(accept)`

@@ -1,4 +1,4 @@
-"""Prometheus metrics of DESIGN section 5, recorded by one observer of the event stream.
+"""Prometheus metrics of docs/monitoring.md, recorded by one observer of the event stream.
 
 `ProxyMetrics` owns the metric objects and the exposition (`render`); `MetricsObserver` turns the
 events `transports/pump.py` reports into observations. Label values come only from bounded sets:
@@ -125,7 +125,7 @@ class _BoundedLabel:
 
 
 class ProxyMetrics:
-    """The metric objects of DESIGN 5 and their exposition.
+    """The metric objects of docs/monitoring.md and their exposition.
 
     Normal mode: the metrics live in `registry` (a fresh one by default, so that `/metrics` shows
     exactly these). Multiprocess mode (`multiproc_dir` given or `PROMETHEUS_MULTIPROC_DIR` set):
@@ -379,7 +379,7 @@ class _StreamMetrics:
 
 
 class MetricsObserver:
-    """Records DESIGN 5's metrics from the event stream (an `Observer`)."""
+    """Records docs/monitoring.md's metrics from the event stream (an `Observer`)."""
 
     def __init__(self, metrics: ProxyMetrics) -> None:
         self.m = metrics

@@ -32,8 +32,8 @@ class ObservabilitySettings(BaseModel):
     """Record spans: `auto` when an OTLP endpoint is set in the environment, `on` always, `off` never."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Level of the root logger (the stream log is at INFO)."""
-    log_format: Literal["json", "text"] = "json"
-    """Log lines on stderr: one JSON object each, or human-readable text with `key=value` fields."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """Log lines on stderr: `json` objects, `text` with `key=value` fields, or `auto`: text on a terminal."""
     stream_log: bool = True
     """One structured line per finished stream (logger `agent_proxy.stream`)."""
     slo_ttft_s: float = Field(default=2.5, gt=0)

@@ -65,9 +65,12 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["json", "text"] = "json") -> None:
-    """Root logging for the app: one handler on stderr in the chosen format (replaces earlier
-    handlers of ours, so calling it twice is harmless)."""
+def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] = "auto") -> None:
+    """Root logging for the app: one handler on stderr in the chosen format, `auto` being text for a
+    person at a terminal and JSON for a log collector (replaces earlier handlers of ours, so calling
+    it twice is harmless)."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_agent_proxy", False):

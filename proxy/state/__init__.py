@@ -1,4 +1,4 @@
-"""The shared-state backends (DESIGN 10): memory for one process, Redis for several processes and
+"""The shared-state backends: memory for one process, Redis for several processes and
 replicas. Both implement `proxy.engine.shared.SharedState`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared state on Redis, for several worker processes and replicas (DESIGN 10).
+"""Shared state on Redis, for several worker processes and replicas.
 
 Keys (under `key_prefix`): `conv:<id>` a conversation and its owner; `meta:<id>` what a stream runs
 on (for a takeover) and who may follow it; `log:<id>` the stream's events (a Redis Stream whose

@@ -9,6 +9,7 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALLOW_HEADERS = "Content-Type, Authorization, traceparent, tracestate"
+"""Allowed when a preflight names none; otherwise it gets the headers it asks for."""
 
 
 def install_cors(app: web.Application, allowed: Sequence[str]) -> None:
@@ -29,11 +30,15 @@ def install_cors(app: web.Application, allowed: Sequence[str]) -> None:
     async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
         is_preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
         if is_preflight and allow(request) is not None:
+            # SDKs send headers of their own (the OpenAI SDKs' `x-stainless-*`, more each release);
+            # an origin allowed to call the proxy may send any header, as a server-side client can.
             return web.Response(
                 status=204,
                 headers={
                     "Access-Control-Allow-Methods": "GET, POST",
-                    "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                    "Access-Control-Allow-Headers": request.headers.get(
+                        "Access-Control-Request-Headers", ALLOW_HEADERS
+                    ),
                     "Access-Control-Max-Age": "600",
                 },
             )
@@ -43,7 +48,7 @@ def install_cors(app: web.Application, allowed: Sequence[str]) -> None:
         origin = allow(request)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
+            response.headers["Vary"] = "Origin, Access-Control-Request-Headers"
 
     app.middlewares.insert(0, preflight)
     app.on_response_prepare.append(add_headers)

@@ -16,6 +16,10 @@ from proxy.transports.refusals import as_request_error
 TRACE_HEADERS = ("traceparent", "tracestate")
 ARRIVED_AT = web.RequestKey("arrived_at", float)
 """`time.monotonic()` when the request arrived, set by the app's first middleware."""
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
+"""The app's body size limit, for the 413 message (aiohttp keeps its own copy private)."""
+STREAM_FIELDS = ("prompt", "conversation_id", "metadata")
+"""The body fields of the proxy's own `stream` and `run` endpoints."""
 
 
 def error_response(error: RequestError | Refused) -> web.Response:
@@ -35,7 +39,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise RequestError(413, "body_too_large", "the body is over the size limit") from exc
+        limit = request.config_dict[MAX_BODY_BYTES]
+        raise RequestError(413, "body_too_large", f"the body is over {limit} bytes") from exc
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -43,6 +48,17 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_body", "the body must be a JSON object")
     return body
+
+
+def reject_unknown_fields(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    """A typo (`promt`) must not pass as an empty request: 422 naming the field."""
+    unknown = [key for key in body if key not in known]
+    if unknown:
+        raise RequestError(
+            422,
+            "unknown_field",
+            f"unknown field {', '.join(map(repr, unknown))}; the body takes {', '.join(known)}",
+        )
 
 
 def stream_context(

@@ -1,4 +1,4 @@
-"""Resuming a stream (DESIGN 10) over SSE: `GET /v1/streams/{stream_id}` after `Last-Event-ID` or
+"""Resuming a stream (docs/protocol.md) over SSE: `GET /v1/streams/{stream_id}` after `Last-Event-ID` or
 `?after=<seq>`, and the `GET` stream endpoint when a browser's `EventSource` reconnects with
 `Last-Event-ID`. Every event after the client's last one, then live to `end`, on any process.
 

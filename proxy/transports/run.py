@@ -1,4 +1,4 @@
-"""Non-streaming runs (DESIGN 2): `POST /v1/agents/{agent}/run` answers one JSON object with the
+"""Non-streaming runs (protocol.md 2): `POST /v1/agents/{agent}/run` answers one JSON object with the
 fields of the `end` event, plus `error` when the stream failed.
 
 The run goes through the same `pump` as every streaming transport (so metrics, traces and logs see
@@ -14,7 +14,13 @@ from aiohttp import web
 from proxy.engine import Engine
 from proxy.observability.observer import Observer
 from proxy.transports.collect import Collector, error_status, stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import (
+    ARRIVED_AT,
+    STREAM_FIELDS,
+    read_json_object,
+    reject_unknown_fields,
+    stream_context,
+)
 from proxy.transports.pump import pump
 from proxy.transports.wire import encode_json
 
@@ -28,6 +34,7 @@ class RunTransport:
         agent = request.match_info["agent"]
         self._engine.check_agent(agent)
         body = await read_json_object(request)
+        reject_unknown_fields(body, STREAM_FIELDS)
         stream = await self._engine.open(
             agent, body.get("prompt"), body.get("conversation_id"), arrived_at=request.get(ARRIVED_AT)
         )

@@ -1,4 +1,4 @@
-"""Server-Sent Events transport (DESIGN 3.2): `POST /v1/agents/{agent}/stream` and its `GET` twin."""
+"""Server-Sent Events transport (protocol.md 3.2): `POST /v1/agents/{agent}/stream` and its `GET` twin."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from proxy.engine import Engine
 from proxy.events import Event
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import (
+    ARRIVED_AT,
+    STREAM_FIELDS,
+    read_json_object,
+    reject_unknown_fields,
+    stream_context,
+)
 from proxy.transports.pump import Send, pump
 
 if TYPE_CHECKING:
@@ -61,6 +67,7 @@ class SSETransport:
         agent = request.match_info["agent"]
         self._engine.check_agent(agent)
         body = await read_json_object(request)
+        reject_unknown_fields(body, STREAM_FIELDS)
         return await self._stream(request, agent, body.get("prompt"), body.get("conversation_id"))
 
     async def get(self, request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,5 @@
-"""WebSocket transport (DESIGN 3.3): many streams per socket, `prompt` / `resume` / `cancel` / `ping`
-frames."""
+"""WebSocket transport (docs/protocol.md 3.3): many streams per socket, `prompt` / `resume` / `cancel` /
+`ping` frames."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from proxy.engine import Engine, Stream
 from proxy.engine.refusals import Refused
@@ -22,6 +22,9 @@ from proxy.transports.wire import encode_json
 
 PROTOCOL_PING_S = 20.0
 """WebSocket protocol pings: they find dead peers; heartbeat events keep idle intermediaries open."""
+CLOSE_TIMEOUT_S = 0.5
+"""How long a close waits for the peer's close frame: at shutdown, a peer that never answers must not
+hold the process past its drain timeout (Kubernetes kills a pod that overruns its grace period)."""
 
 
 class _Socket:
@@ -180,14 +183,26 @@ class WSTransport:
         self.heartbeat_interval = heartbeat_interval
         self.max_frame_bytes = max_frame_bytes
         self.max_streams_per_socket = max_streams_per_socket
+        self._open: set[web.WebSocketResponse] = set()
+
+    async def close_all(self) -> None:
+        """At shutdown, once the drain has ended every stream: close each socket with 1001 (going
+        away), so that clients reconnect elsewhere instead of seeing the connection drop (1006)."""
+        await asyncio.gather(
+            *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down") for ws in list(self._open))
+        )
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         self.engine.check_accepting()
         ws = web.WebSocketResponse(
-            heartbeat=PROTOCOL_PING_S, max_msg_size=self.max_frame_bytes, compress=False
+            heartbeat=PROTOCOL_PING_S,
+            max_msg_size=self.max_frame_bytes,
+            compress=False,
+            timeout=CLOSE_TIMEOUT_S,
         )
         await ws.prepare(request)
         sock = _Socket(self, request, ws)
+        self._open.add(ws)
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
@@ -197,5 +212,6 @@ class WSTransport:
         except ConnectionError:
             pass  # the client went away mid-reply; its streams are cancelled below
         finally:
+            self._open.discard(ws)
             await sock.close()
         return ws

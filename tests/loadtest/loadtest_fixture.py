@@ -101,7 +101,7 @@ async def _sleep_ms(ms: float) -> None:
 
 
 async def events(script: Script, agent: str) -> Any:
-    """The DESIGN 3.1 events of one scripted stream, as (type, body) pairs, with the script's pauses."""
+    """The protocol.md 3.1 events of one scripted stream, as (type, body) pairs, with the script's pauses."""
     seq = 0
 
     def ev(etype: str, **body: Any) -> tuple[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The metrics observer: every DESIGN 5 metric recorded from the event stream through the real pump."""
+"""The metrics observer: every metric of docs/monitoring.md, recorded from the event stream by the pump."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from proxy.observability.tracing import TracingObserver
 
 from .conftest import AGENTS, MODELS, Script, Traced, drive, sample
 
-# DESIGN section 5: name -> (type, labels).
-DESIGN_METRICS: dict[str, tuple[str, set[str]]] = {
+# docs/monitoring.md: name -> (type, labels).
+DOCUMENTED_METRICS: dict[str, tuple[str, set[str]]] = {
     "agent_proxy_requests": ("counter", {"agent", "transport", "outcome"}),
     "agent_proxy_request_duration_seconds": ("histogram", {"agent", "transport"}),
     "agent_proxy_time_to_first_token_seconds": ("histogram", {"agent", "model", "transport"}),
@@ -39,7 +39,7 @@ DESIGN_METRICS: dict[str, tuple[str, set[str]]] = {
     "agent_proxy_client_disconnects": ("counter", {"transport"}),
     "agent_proxy_circuit_open": ("gauge", {"model"}),
     "agent_proxy_build": ("info", {"version"}),
-    # DESIGN 10: shared state and resumption.
+    # Shared state and resumption.
     "agent_proxy_resumes": ("counter", {"outcome"}),
     "agent_proxy_takeovers": ("counter", set()),
     "agent_proxy_state_errors": ("counter", {"op"}),
@@ -270,8 +270,8 @@ async def test_exposition_has_exactly_the_design_metrics_and_passes_promtool(
     families = {f.name: f for f in parse_plain(text)}
     # The plain format shows `info` as a gauge named with its `_info` suffix.
     families["agent_proxy_build"] = families.pop("agent_proxy_build_info")
-    assert set(families) == set(DESIGN_METRICS)
-    for name, (kind, labels) in DESIGN_METRICS.items():
+    assert set(families) == set(DOCUMENTED_METRICS)
+    for name, (kind, labels) in DOCUMENTED_METRICS.items():
         family = families[name]
         assert family.type == (kind if kind != "info" else "gauge"), name
         for smp in family.samples:

@@ -1,4 +1,4 @@
-"""What every wire client shares: the client interface, the DESIGN 3.1 event rules, error kinds."""
+"""What every wire client shares: the client interface, the protocol.md 3.1 event rules, error kinds."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from proxy.loadtest.record import (
     RequestRecord,
 )
 
-# DESIGN 3.1: the events that carry content; TTFT and the gaps are measured on these only.
+# protocol.md 3.1: the events that carry content; TTFT and the gaps are measured on these only.
 CONTENT_EVENTS = frozenset({"delta", "output"})
 # Events whose JSON body we need to look at; every other event is timed without parsing it.
 PARSED_EVENTS = frozenset({"error", "end", "retry", ""})
@@ -50,7 +50,7 @@ def classify(exc: BaseException, rec: RequestRecord) -> tuple[str, str]:
 
 
 def handle_event(rec: RequestRecord, etype: str, t: float, obj: Mapping[str, Any] | None) -> bool:
-    """Apply one DESIGN 3.1 event that arrived at `t` to the record; True when it ended the stream.
+    """Apply one protocol.md 3.1 event that arrived at `t` to the record; True when it ended the stream.
 
     `obj` is the event's JSON; it may be None for events whose body is not needed (content,
     heartbeat, retry, start).

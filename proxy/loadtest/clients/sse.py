@@ -1,4 +1,4 @@
-"""The SSE target: `POST /v1/agents/{agent}/stream`, events framed as in DESIGN 3.2."""
+"""The SSE target: `POST /v1/agents/{agent}/stream`, events framed as in protocol.md 3.2."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from proxy.loadtest.sse_parser import SseParser
 
 
 class SseClient(WireClient):
-    """`POST /v1/agents/{agent}/stream`, DESIGN 3.2 framing."""
+    """`POST /v1/agents/{agent}/stream`, protocol.md 3.2 framing."""
 
     def __init__(self, config: LoadConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)

@@ -1,4 +1,4 @@
-"""The WebSocket target: `GET /v1/ws`, a pool of sockets each multiplexing requests (DESIGN 3.3)."""
+"""The WebSocket target: `GET /v1/ws`, a pool of sockets each multiplexing requests (protocol.md 3.3)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class _Socket:
 
 
 class WsClient(WireClient):
-    """`GET /v1/ws`, DESIGN 3.3: a pool of sockets, each multiplexing up to
+    """`GET /v1/ws`, protocol.md 3.3: a pool of sockets, each multiplexing up to
     `ws_streams_per_socket` requests, reused across requests. Heartbeats without a `request_id`
     count for every request in flight on that socket."""
 

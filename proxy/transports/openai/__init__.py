@@ -1,4 +1,4 @@
-"""OpenAI-compatible Chat Completions (DESIGN 3.4): `POST /v1/chat/completions`, `model` = agent name.
+"""OpenAI-compatible Chat Completions (docs/protocol.md): `POST /v1/chat/completions`, `model` = agent name.
 
 `stream: true` answers `chat.completion.chunk` SSE ending in `data: [DONE]`, with heartbeats as SSE
 comments (`: keepalive`) that OpenAI clients skip. The engine runs these streams with
