@@ -48,7 +48,13 @@ def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "AGENT_PROXY_CONFIG": ""},
+            # Several workers need shared state; the port is refused before Redis is ever asked.
+            env={
+                **os.environ,
+                "AGENT_PROXY_CONFIG": "",
+                "AGENT_PROXY_STATE__BACKEND": "redis",
+                "AGENT_PROXY_REDIS_URL": "redis://127.0.0.1:9/0",
+            },
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
