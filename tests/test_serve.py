@@ -37,6 +37,10 @@ async def test_demo_serves_every_transport_and_says_so_first(session: aiohttp.Cl
         assert await served.stop() == 0
 
 
+SHARED_STATE = {"AGENT_PROXY_STATE__BACKEND": "redis", "AGENT_PROXY_REDIS_URL": "redis://127.0.0.1:9/0"}
+"""Several workers need shared state; the taken port is refused before Redis is ever asked."""
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
     with socket.socket() as taken:
@@ -48,13 +52,7 @@ def test_a_port_in_use_is_one_clear_line_and_exit_1(workers: str) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            # Several workers need shared state; the port is refused before Redis is ever asked.
-            env={
-                **os.environ,
-                "AGENT_PROXY_CONFIG": "",
-                "AGENT_PROXY_STATE__BACKEND": "redis",
-                "AGENT_PROXY_REDIS_URL": "redis://127.0.0.1:9/0",
-            },
+            env={**os.environ, "AGENT_PROXY_CONFIG": "", **(SHARED_STATE if workers == "2" else {})},
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
