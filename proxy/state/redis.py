@@ -1,9 +1,9 @@
 """Shared state on Redis, for several worker processes and replicas.
 
 Keys (under `key_prefix`): `conv:<id>` a conversation and its owner; `meta:<id>` what a stream runs
-on (for a takeover) and who may follow it; `log:<id>` the stream's events (a Redis Stream whose
-entry ids are `<seq>-1`); `lease:<id>` the process that runs it; `seen:<id>` set while a client
-follows it.
+on (for a takeover) and who may follow it; `log:<id>` the stream's events (a Redis Stream: an entry
+holds the events of one write batch, one JSON per line, and its id is `<seq of its last event>-1`);
+`lease:<id>` the process that runs it; `seen:<id>` set while a client follows it.
 
 A stream's writes are buffered and sent by one flusher per process, one pipeline per batch, so a
 stream never waits for Redis and a busy process sends many events per round trip. Every operation
@@ -173,6 +173,8 @@ class RedisStreamLogs:
         self._pending: list[tuple[StoredStream | None, str, Event | None]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._owned: set[str] = set()
+        self._expiring: set[str] = set()
+        """Streams whose log has its running expiry set."""
         self._renew = state.redis.register_script(_RENEW)
 
     # --- the owner's side: buffered writes ---------------------------------------------------
@@ -206,23 +208,31 @@ class RedisStreamLogs:
     async def _send(self, batch: list[tuple[StoredStream | None, str, Event | None]]) -> None:
         s = self._state
         pipe = s.redis.pipeline(transaction=False)
-        touched: dict[str, bool] = {}
+        # One log entry per stream and batch, holding its events one JSON per line, with the id
+        # `<seq of its last event>-1`: one command per stream rather than per event.
+        lines: dict[str, list[bytes]] = {}
+        last: dict[str, Event] = {}
         for stored, stream_id, event in batch:
             if stored is not None:
                 meta = {"agent": stored.agent, "owner": stored.owner, "input": encode_input(stored.request)}
                 pipe.set(s.key("meta", stream_id), orjson.dumps(meta), ex=self._running_ttl)
                 pipe.set(s.key("lease", stream_id), s.token, px=self._lease_ms)
-                continue
-            assert event is not None and event.seq is not None
-            pipe.xadd(s.key("log", stream_id), {"e": encode_event(event)}, id=f"{event.seq}-1")
-            ended = type(event) is End
-            touched[stream_id] = touched.get(stream_id, False) or ended
-            if ended:
+            else:
+                assert event is not None
+                lines.setdefault(stream_id, []).append(encode_event(event))
+                last[stream_id] = event
+        for stream_id, encoded in lines.items():
+            log_key = s.key("log", stream_id)
+            pipe.xadd(log_key, {"e": b"\n".join(encoded)}, id=f"{last[stream_id].seq}-1")
+            if type(last[stream_id]) is End:
                 self._owned.discard(stream_id)
+                self._expiring.discard(stream_id)
                 pipe.delete(s.key("lease", stream_id))
                 pipe.expire(s.key("meta", stream_id), self._ended_ttl)
-        for stream_id, ended in touched.items():
-            pipe.expire(s.key("log", stream_id), self._ended_ttl if ended else self._running_ttl)
+                pipe.expire(log_key, self._ended_ttl)
+            elif stream_id not in self._expiring:
+                self._expiring.add(stream_id)
+                pipe.expire(log_key, self._running_ttl)
         results = await pipe.execute(raise_on_error=False)
         failed = [r for r in results if isinstance(r, Exception)]
         if failed:
@@ -280,11 +290,14 @@ class RedisStreamLogs:
                 quiet_since = time.monotonic()
                 for entry_id, fields in read[0][1]:
                     last_id = entry_id
-                    event = decode_event(fields[b"e"])
-                    last_seq = event.seq if event.seq is not None else last_seq
-                    yield event
-                    if type(event) is End:
-                        return
+                    for line in fields[b"e"].split(b"\n"):
+                        event = decode_event(line)
+                        if event.seq is None or event.seq <= last_seq:
+                            continue  # an entry holds a batch: the follower may have part of it
+                        last_seq = event.seq
+                        yield event
+                        if type(event) is End:
+                            return
             elif time.monotonic() - quiet_since >= self._lease_ms / 1000:
                 quiet_since = time.monotonic()
                 if not await s.op("follow", s.redis.exists(s.key("lease", stream_id))):
