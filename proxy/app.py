@@ -24,6 +24,7 @@ from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
 from proxy.transports.sse import SSETransport
+from proxy.transports.vercel_ai import VercelAITransport
 from proxy.transports.ws import WSTransport
 
 log = logging.getLogger("agent_proxy")
@@ -87,6 +88,7 @@ async def create_app(settings: Settings) -> web.Application:
     )
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
+    vercel_ai = VercelAITransport(engine, observer, server.heartbeat_interval_s)
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
@@ -97,6 +99,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_post("/v1/agents/{agent}/run", run.post)
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
+    app.router.add_post("/v1/agents/{agent}/vercel-ai", vercel_ai.post)
     app.router.add_get("/v1/agents", _agents)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from aiohttp import web
 
-from proxy.engine import Engine
+from proxy.engine import Engine, Stream
 from proxy.events import Event
-from proxy.observability.observer import Observer
+from proxy.observability.observer import Observer, StreamContext
 from proxy.transports.body import BodyWriter
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
@@ -17,6 +19,38 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+KEEPALIVE = b": keepalive\n\n"
+"""The heartbeat of SSE protocols that have no event for it: a comment, which every SSE parser skips."""
+
+
+async def stream_sse(
+    request: web.Request,
+    stream: Stream,
+    ctx: StreamContext,
+    observer: Observer,
+    heartbeat_interval: float,
+    encode: Callable[[Event], bytes],
+    headers: Mapping[str, str] = SSE_HEADERS,
+) -> web.StreamResponse:
+    """Answer `request` with `stream` as SSE, each event written as `encode` frames it (b"": nothing)."""
+    response = web.StreamResponse(headers=headers)
+    try:
+        await response.prepare(request)
+    except BaseException:
+        await stream.aclose()
+        raise
+    body = BodyWriter(request, response)
+
+    async def send(event: Event) -> None:
+        data = encode(event)
+        # An empty piece would be the chunked encoding's last chunk: the end of the body.
+        if data:
+            await body.write(data)
+
+    end = await pump(stream, send, ctx, observer, heartbeat_interval=heartbeat_interval)
+    if end is not None:
+        await response.write_eof()
+    return response
 
 
 def encode_sse(event: Event) -> bytes:
@@ -48,20 +82,5 @@ class SSETransport:
         self, request: web.Request, agent: str, prompt: object, conversation_id: object
     ) -> web.StreamResponse:
         stream = self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        try:
-            await response.prepare(request)
-        except BaseException:
-            await stream.aclose()
-            raise
-
-        body = BodyWriter(request, response)
-
-        async def send(event: Event) -> None:
-            await body.write(encode_sse(event))
-
         ctx = stream_context(request, stream.id, agent, "sse")
-        end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
-        if end is not None:
-            await response.write_eof()
-        return response
+        return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, encode_sse)
