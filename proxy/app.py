@@ -19,6 +19,7 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.transports.ag_ui import AGUITransport
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
@@ -89,6 +90,7 @@ async def create_app(settings: Settings) -> web.Application:
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
     vercel_ai = VercelAITransport(engine, observer, server.heartbeat_interval_s)
+    ag_ui = AGUITransport(engine, observer, server.heartbeat_interval_s)
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
@@ -100,6 +102,7 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/agents/{agent}/run", run.post)
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
     app.router.add_post("/v1/agents/{agent}/vercel-ai", vercel_ai.post)
+    app.router.add_post("/v1/agents/{agent}/ag-ui", ag_ui.post)
     app.router.add_get("/v1/agents", _agents)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
