@@ -77,6 +77,23 @@ async def read_sse(resp: aiohttp.ClientResponse, stop_after: int | None = None) 
     return result
 
 
+async def read_sse_data(resp: aiohttp.ClientResponse) -> list[tuple[bytes, float]]:
+    """The `data:` of every SSE block of a protocol without `event:` lines (Vercel AI, AG-UI), with
+    its arrival time; comments (heartbeats) are left out."""
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "text/event-stream"
+    out: list[tuple[bytes, float]] = []
+    buf = b""
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            if block.startswith(b"data: "):
+                out.append((block[6:], time.monotonic()))
+    assert buf == b"", buf
+    return out
+
+
 async def post_stream(
     session: aiohttp.ClientSession, base: str, agent: str, prompt: str, **body: Any
 ) -> SSEResult:
