@@ -658,7 +658,7 @@ async def check_dashboard_and_rules(prom: Prometheus) -> None:
             expected = {
                 "agent": set(AGENTS),
                 # every transport: their series exist from the start, at zero
-                "transport": set(TRANSPORTS),
+                "transport": {str(t) for t in TRANSPORTS},
                 # every model that finished an attempt: not `idle`'s yet, but the fallback's
                 "model": ({a["model"] for a in AGENTS.values()} - {AGENTS["idle"]["model"]})
                 | set(AGENTS["backup"]["fallback_models"]),
