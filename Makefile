@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+JS_STAMP := tests/js/node_modules/.package-lock.json
 ARGS   ?=
 
 .PHONY: run test lint typecheck pytest bench setup clean
@@ -24,8 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# npm ci writes its own copy of the lock file: it is the stamp of an installed tests/js.
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json scripts/ensure-node.sh
+	scripts/ensure-node.sh
+
+pytest: $(STAMP) $(JS_STAMP)
 	scripts/ensure-prometheus.sh
+	scripts/ensure-chromium.sh
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
