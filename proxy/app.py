@@ -19,6 +19,7 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.playground import Playground
 from proxy.transports.ag_ui import AGUITransport
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
@@ -91,6 +92,7 @@ async def create_app(settings: Settings) -> web.Application:
     run = RunTransport(engine, observer)
     vercel_ai = VercelAITransport(engine, observer, server.heartbeat_interval_s)
     ag_ui = AGUITransport(engine, observer, server.heartbeat_interval_s)
+    playground = Playground()
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
@@ -108,6 +110,9 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", playground.root)
+    app.router.add_get("/playground", playground.page)
+    app.router.add_get("/playground/{name}", playground.asset)
 
     async def _shutdown(app: web.Application) -> None:
         await registry.aclose()

@@ -40,7 +40,8 @@ def _banner(settings: Settings) -> str:
     url = f"http://{settings.server.host}:{settings.server.port}"
     if settings.demo:
         return (
-            f"agent-proxy serving the built-in demo on {url}: mock upstream in this process, agent 'demo'. "
+            f"agent-proxy serving the built-in demo on {url}: mock upstream in this process, agent 'demo' "
+            f"(and its fault agents). Playground: {url}/playground. "
             f"Pass a real config with --config FILE or {CONFIG_ENV}=FILE."
         )
     return (
