@@ -262,13 +262,14 @@ def demo_settings() -> Settings:
         name: {
             "model": f"{DEMO_MODEL}&{fault}&fault_every=2",
             "instructions": instructions,
-            "timeouts": {"first_token_s": 2.0},
+            "timeouts": {"first_token_s": 3.0},
         }
         for name, fault in DEMO_FAULTS.items()
     }
     return Settings(
         demo=True,
-        server={"cors_allow_origins": ["*"]},
+        # Heartbeats every second, so that the playground shows them while a stall waits.
+        server={"cors_allow_origins": ["*"], "heartbeat_interval_s": 1.0},
         upstreams={DEMO_UPSTREAM: {"base_url": "http://127.0.0.1:1/v1"}},  # rebound at start-up
         agents={"demo": {"model": DEMO_MODEL, "instructions": instructions}, **faults},
     )

@@ -48,10 +48,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def demo(make_proxy: ProxyFactory) -> Proxy:
-    settings = demo_settings()
-    # Heartbeats often enough to see while the demo's stall fault waits for the first token.
-    server = settings.server.model_copy(update={"heartbeat_interval_s": 0.5})
-    return await make_proxy(settings.model_copy(update={"server": server}))
+    return await make_proxy(demo_settings())
 
 
 @dataclass
@@ -93,6 +90,11 @@ async def playground(browser: Browser, demo: Proxy, tmp_path: Path) -> AsyncIter
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: pg.problems.append(f"page error: {error}"))
+    # Chromium logs CSP violations to the console too; this names them even if that changes.
+    await page.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));"
+    )
     await page.goto(f"{demo.url}/")
     await expect(page.locator("body[data-ready=true]")).to_be_attached()
     yield pg

@@ -162,7 +162,8 @@ function status(text) {
 
 // --- the transports -------------------------------------------------------------------------------
 
-// SSE blocks of a fetch response body: {event, data, id, comment}.
+// SSE blocks of a fetch response body: {data, comment}. (The proxy's `event:` and `id:` lines are
+// not needed: every event's JSON names its type, and resuming a stream is not offered yet.)
 async function* sseBlocks(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -172,12 +173,10 @@ async function* sseBlocks(response) {
     buffer += value;
     let cut;
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = { event: "message", data: [], id: null, comment: false };
+      const block = { data: [], comment: false };
       for (const line of buffer.slice(0, cut).split("\n")) {
         if (line.startsWith(":")) block.comment = true;
         else if (line.startsWith("data:")) block.data.push(line.slice(5).replace(/^ /, ""));
-        else if (line.startsWith("event:")) block.event = line.slice(6).trim();
-        else if (line.startsWith("id:")) block.id = line.slice(3).trim();
       }
       buffer = buffer.slice(cut + 2);
       yield block;
