@@ -20,13 +20,13 @@ from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
 from proxy.playground import Playground
-from proxy.transports.ag_ui import AGUITransport
+from proxy.transports.ag_ui import AG_UI
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
-from proxy.transports.sse import SSETransport
-from proxy.transports.vercel_ai import VercelAITransport
+from proxy.transports.sse import ChatSSETransport, SSETransport
+from proxy.transports.vercel_ai import VERCEL_AI
 from proxy.transports.ws import WSTransport
 
 log = logging.getLogger("agent_proxy")
@@ -90,8 +90,8 @@ async def create_app(settings: Settings) -> web.Application:
     )
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
-    vercel_ai = VercelAITransport(engine, observer, server.heartbeat_interval_s)
-    ag_ui = AGUITransport(engine, observer, server.heartbeat_interval_s)
+    vercel_ai = ChatSSETransport(engine, observer, server.heartbeat_interval_s, VERCEL_AI)
+    ag_ui = ChatSSETransport(engine, observer, server.heartbeat_interval_s, AG_UI)
     playground = Playground()
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])

@@ -36,13 +36,18 @@ class SSEResult:
         return self.of("end")[-1]
 
     def text_after_last_discard(self) -> str:
-        parts: list[str] = []
-        for e in self.events:
-            if e.event == "retry" and e.data["discard"]:
-                parts.clear()
-            elif e.event == "delta":
-                parts.append(e.data["text"])
-        return "".join(parts)
+        return text_after_last_discard([e.data for e in self.events])
+
+
+def text_after_last_discard(events: list[dict[str, Any]]) -> str:
+    """The `delta` texts after the last `retry` with `discard: true`: what a client shows in the end."""
+    parts: list[str] = []
+    for e in events:
+        if e["type"] == "retry" and e["discard"]:
+            parts.clear()
+        elif e["type"] == "delta":
+            parts.append(e["text"])
+    return "".join(parts)
 
 
 def parse_sse_block(block: bytes, at: float) -> SSEEvent | None:
@@ -113,11 +118,5 @@ def assert_stream_invariants(events: list[dict[str, Any]], *, client_gone: bool 
     assert all("seq" not in e for e in events if e["type"] == "heartbeat")
     stream_ids = {e["stream_id"] for e in events}
     assert len(stream_ids) == 1, stream_ids
-    parts: list[str] = []
-    for e in public:
-        if e["type"] == "retry" and e["discard"]:
-            parts.clear()
-        elif e["type"] == "delta":
-            parts.append(e["text"])
     if not client_gone and public[-1].get("text") is not None:
-        assert "".join(parts) == public[-1]["text"]
+        assert text_after_last_discard(public) == public[-1]["text"]

@@ -20,7 +20,7 @@ import pytest
 
 from proxy.mock_upstream import MockServer, closed_port_url
 from tests.conftest import Proxy, ProxyFactory, no_pending_tasks, settings_for
-from tests.support import assert_stream_invariants, read_sse, read_sse_data
+from tests.support import assert_stream_invariants, read_sse, read_sse_data, text_after_last_discard
 
 # Both attempt paths: the direct model stream and the agent loop.
 pytestmark = pytest.mark.usefixtures("attempt_path")
@@ -126,16 +126,6 @@ async def via_ws(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Se
             seen.at.append(time.monotonic())
     assert_stream_invariants(seen.events)
     return seen
-
-
-def text_after_last_discard(events: list[dict[str, Any]]) -> str:
-    parts: list[str] = []
-    for e in events:
-        if e["type"] == "retry" and e["discard"]:
-            parts.clear()
-        elif e["type"] == "delta":
-            parts.append(e["text"])
-    return "".join(parts)
 
 
 async def via_vercel_ai(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from proxy.config import Settings
 from proxy.mock_upstream import MockServer
-from tests.conftest import ProxyFactory, no_pending_tasks, settings_for
+from tests.conftest import ProxyFactory, assert_refused, settings_for
 from tests.js_clients import run_node
-
-MCP_SERVER = Path(__file__).parent.parent / "examples" / "mcp_files" / "server.py"
+from tests.test_mcp import LIST, stdio_settings
 
 
 async def chat(url: str, agent: str, *prompts: str) -> list[dict[str, Any]]:
@@ -106,20 +103,7 @@ async def test_tools_the_proxy_ran_show_as_dynamic_tool_parts(
     mock: MockServer, make_proxy: ProxyFactory, tmp_path: Path
 ) -> None:
     (tmp_path / "README.md").write_text("hello\n")
-    settings = Settings(
-        upstreams={"mock": {"base_url": mock.base_url}},
-        mcp_servers={
-            "files": {
-                "command": sys.executable,
-                "args": [str(MCP_SERVER)],
-                "env": {"FILES_ROOT": str(tmp_path)},
-            }
-        },
-        agents={
-            "a": {"model": 'mock:files?tool=list_files&tool_args={"path":"."}', "mcp_servers": ["files"]}
-        },
-    )
-    proxy = await make_proxy(settings)
+    proxy = await make_proxy(stdio_settings(mock, tmp_path, LIST))
     (turn,) = await chat(proxy.url, "a", "what is here?")
     assert chunk_types(turn)[:3] == ["start", "tool-input-available", "tool-output-available"]
     tool, text = turn["message"]["parts"]
@@ -171,12 +155,5 @@ async def test_bad_bodies_get_a_4xx_and_start_nothing(
     code: str,
 ) -> None:
     proxy = await make_proxy(settings_for(mock, {"a": "m"}))
-    async with session.post(f"{proxy.url}/v1/agents/a/vercel-ai", json=body) as resp:
-        assert resp.status == status
-        assert (await resp.json())["error"]["code"] == code
-    async with session.post(f"{proxy.url}/v1/agents/nope/vercel-ai", json=body) as resp:
-        assert resp.status == 404
-        assert (await resp.json())["error"]["code"] == "unknown_agent"
-    assert mock.stats.total.requests == 0
-    assert not proxy.engine.active
-    await no_pending_tasks()
+    await assert_refused(session, proxy, mock, "/v1/agents/a/vercel-ai", body, status, code)
+    await assert_refused(session, proxy, mock, "/v1/agents/nope/vercel-ai", body, 404, "unknown_agent")

@@ -15,6 +15,7 @@ discarded message sent back as history is left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ag_ui.core import (
@@ -38,18 +39,14 @@ from ag_ui.core import (
     UserMessage,
 )
 from ag_ui.encoder import EventEncoder
-from aiohttp import web
 from pydantic import ValidationError
 
-from proxy.engine import Engine
 from proxy.engine.inputs import ChatMessage
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
-from proxy.observability.observer import Observer
 from proxy.transports.collect import stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
-from proxy.transports.sse import KEEPALIVE, stream_sse
-from proxy.transports.wire import encode_json
+from proxy.transports.sse import KEEPALIVE, ChatProtocol, Encoder
+from proxy.transports.wire import encode_json, own_fields
 
 _ENCODER = EventEncoder()
 DISCARDED = {"agent_proxy": {"discarded": True}}
@@ -164,16 +161,8 @@ class AGUIEvents:
             )
             return _encode(result)
         if isinstance(event, Retry):
-            retry = {
-                "attempt": event.attempt,
-                "max_attempts": event.max_attempts,
-                "reason": event.reason,
-                "delay_s": event.delay_s,
-                "discard": event.discard,
-            }
-            return _encode(
-                *self._close_message(discarded=event.discard), CustomEvent(name="retry", value=retry)
-            )
+            retry = CustomEvent(name="retry", value=own_fields(event))
+            return _encode(*self._close_message(discarded=event.discard), retry)
         if isinstance(event, Error):
             # RUN_ERROR must be the run's last event: it goes out with the `end` that follows.
             self._error = event
@@ -183,8 +172,7 @@ class AGUIEvents:
         return b""
 
     def _finish(self, end: End) -> BaseEvent:
-        fields = end.to_dict()
-        del fields["type"], fields["seq"]
+        fields = own_fields(end)
         usage = [
             TokenUsage(
                 model=self._model,
@@ -203,17 +191,9 @@ class AGUIEvents:
         return RunErrorEvent(message=error.message, code=error.code, metadata=fields, usage=usage)
 
 
-class AGUITransport:
-    def __init__(self, engine: Engine, observer: Observer, heartbeat_interval: float) -> None:
-        self._engine = engine
-        self._observer = observer
-        self._heartbeat = heartbeat_interval
+def _parse(body: dict[str, Any]) -> tuple[list[ChatMessage], Callable[[str], Encoder]]:
+    run, messages = parse_run_input(body)
+    return messages, lambda stream_id: AGUIEvents(run, stream_id).encode
 
-    async def post(self, request: web.Request) -> web.StreamResponse:
-        agent = request.match_info["agent"]
-        self._engine.check_agent(agent)
-        run, messages = parse_run_input(await read_json_object(request))
-        stream = self._engine.open_chat(agent, messages, arrived_at=request.get(ARRIVED_AT), discards=True)
-        ctx = stream_context(request, stream.id, agent, "ag_ui")
-        events = AGUIEvents(run, stream.id)
-        return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, events.encode)
+
+AG_UI = ChatProtocol(transport="ag_ui", parse=_parse)

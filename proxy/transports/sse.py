@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from proxy.engine import Engine, Stream
+from proxy.engine.inputs import ChatMessage
 from proxy.events import Event
-from proxy.observability.observer import Observer, StreamContext
+from proxy.observability.observer import Observer, StreamContext, Transport
 from proxy.transports.body import BodyWriter
 from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
 from proxy.transports.pump import pump
@@ -19,6 +22,8 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+Encoder = Callable[[Event], bytes]
+"""One event as the bytes of its wire (b"": nothing to write)."""
 KEEPALIVE = b": keepalive\n\n"
 """The heartbeat of SSE protocols that have no event for it: a comment, which every SSE parser skips."""
 
@@ -29,10 +34,10 @@ async def stream_sse(
     ctx: StreamContext,
     observer: Observer,
     heartbeat_interval: float,
-    encode: Callable[[Event], bytes],
+    encode: Encoder,
     headers: Mapping[str, str] = SSE_HEADERS,
 ) -> web.StreamResponse:
-    """Answer `request` with `stream` as SSE, each event written as `encode` frames it (b"": nothing)."""
+    """Answer `request` with `stream` as SSE, each event written as `encode` frames it."""
     response = web.StreamResponse(headers=headers)
     try:
         await response.prepare(request)
@@ -84,3 +89,37 @@ class SSETransport:
         stream = self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
         ctx = stream_context(request, stream.id, agent, "sse")
         return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, encode_sse)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatProtocol:
+    """A UI protocol over SSE: how its body becomes chat messages and its stream's encoder."""
+
+    transport: Transport
+    parse: Callable[[dict[str, Any]], tuple[list[ChatMessage], Callable[[str], Encoder]]]
+    """The request body -> the messages, and a factory of the encoder for a stream id."""
+    headers: Mapping[str, str] = field(default_factory=lambda: SSE_HEADERS)
+
+
+class ChatSSETransport:
+    """`POST /v1/agents/{agent}/<protocol>` for a UI protocol whose client keeps the history and can
+    drop discarded content (so the agent's `mid_stream = "restart"` applies)."""
+
+    def __init__(
+        self, engine: Engine, observer: Observer, heartbeat_interval: float, protocol: ChatProtocol
+    ) -> None:
+        self._engine = engine
+        self._observer = observer
+        self._heartbeat = heartbeat_interval
+        self._protocol = protocol
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        agent = request.match_info["agent"]
+        self._engine.check_agent(agent)
+        messages, encoder = self._protocol.parse(await read_json_object(request))
+        stream = self._engine.open_chat(agent, messages, arrived_at=request.get(ARRIVED_AT), discards=True)
+        ctx = stream_context(request, stream.id, agent, self._protocol.transport)
+        encode = encoder(stream.id)
+        return await stream_sse(
+            request, stream, ctx, self._observer, self._heartbeat, encode, self._protocol.headers
+        )

@@ -15,19 +15,15 @@ through, never glued to the new text; sent back as history, discarded parts are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
-from aiohttp import web
-
-from proxy.engine import Engine
 from proxy.engine.inputs import ChatMessage
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
-from proxy.observability.observer import Observer
 from proxy.transports.collect import stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
-from proxy.transports.sse import KEEPALIVE, SSE_HEADERS, stream_sse
-from proxy.transports.wire import encode_json
+from proxy.transports.sse import KEEPALIVE, SSE_HEADERS, ChatProtocol, Encoder
+from proxy.transports.wire import encode_json, own_fields
 
 Role = Literal["system", "user", "assistant"]
 HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
@@ -158,14 +154,8 @@ class UIMessageStream:
                 return _part({"type": "tool-output-available", **done, "output": event.content})
             return _part({"type": "tool-output-error", **done, "errorText": str(event.content)})
         if isinstance(event, Retry):
-            retry = {
-                "attempt": event.attempt,
-                "max_attempts": event.max_attempts,
-                "reason": event.reason,
-                "delay_s": event.delay_s,
-                "discard": event.discard,
-            }
-            return self._close_text(discarded=event.discard) + _part({"type": "data-retry", "data": retry})
+            retry = _part({"type": "data-retry", "data": own_fields(event)})
+            return self._close_text(discarded=event.discard) + retry
         if isinstance(event, Error):
             self._error = event
             return self._close_text() + _part({"type": "error", "errorText": event.message})
@@ -198,17 +188,8 @@ class UIMessageStream:
         return out + _part(finish) + DONE
 
 
-class VercelAITransport:
-    def __init__(self, engine: Engine, observer: Observer, heartbeat_interval: float) -> None:
-        self._engine = engine
-        self._observer = observer
-        self._heartbeat = heartbeat_interval
+def _parse(body: dict[str, Any]) -> tuple[list[ChatMessage], Callable[[str], Encoder]]:
+    return parse_ui_messages(body), lambda stream_id: UIMessageStream(stream_id).encode
 
-    async def post(self, request: web.Request) -> web.StreamResponse:
-        agent = request.match_info["agent"]
-        self._engine.check_agent(agent)
-        messages = parse_ui_messages(await read_json_object(request))
-        stream = self._engine.open_chat(agent, messages, arrived_at=request.get(ARRIVED_AT), discards=True)
-        ctx = stream_context(request, stream.id, agent, "vercel_ai")
-        parts = UIMessageStream(stream.id)
-        return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, parts.encode, HEADERS)
+
+VERCEL_AI = ChatProtocol(transport="vercel_ai", parse=_parse, headers=HEADERS)
