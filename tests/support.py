@@ -99,6 +99,16 @@ async def read_sse_data(resp: aiohttp.ClientResponse) -> list[tuple[bytes, float
     return out
 
 
+UI_BODIES: dict[str, dict[str, Any]] = {
+    "vercel-ai": {
+        "id": "c",
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    },
+    "ag-ui": {"threadId": "t", "runId": "r", "messages": [{"id": "u", "role": "user", "content": "hi"}]},
+}
+"""A one-prompt body for each UI protocol endpoint (`/v1/agents/{agent}/<key>`)."""
+
+
 async def post_stream(
     session: aiohttp.ClientSession, base: str, agent: str, prompt: str, **body: Any
 ) -> SSEResult:

@@ -20,7 +20,13 @@ import pytest
 
 from proxy.mock_upstream import MockServer, closed_port_url
 from tests.conftest import Proxy, ProxyFactory, no_pending_tasks, settings_for
-from tests.support import assert_stream_invariants, read_sse, read_sse_data, text_after_last_discard
+from tests.support import (
+    UI_BODIES,
+    assert_stream_invariants,
+    read_sse,
+    read_sse_data,
+    text_after_last_discard,
+)
 
 # Both attempt paths: the direct model stream and the agent loop.
 pytestmark = pytest.mark.usefixtures("attempt_path")
@@ -129,11 +135,7 @@ async def via_ws(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Se
 
 
 async def via_vercel_ai(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
-    body = {
-        "id": "chat",
-        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
-    }
-    async with session.post(f"{proxy.url}/v1/agents/{agent}/vercel-ai", json=body) as resp:
+    async with session.post(f"{proxy.url}/v1/agents/{agent}/vercel-ai", json=UI_BODIES["vercel-ai"]) as resp:
         blocks = await read_sse_data(resp)
     assert blocks[-1][0] == b"[DONE]"
     parts = [orjson.loads(data) for data, _ in blocks[:-1]]
@@ -169,8 +171,7 @@ async def via_vercel_ai(session: aiohttp.ClientSession, proxy: Proxy, agent: str
 
 
 async def via_ag_ui(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
-    body = {"threadId": "t", "runId": "r", "messages": [{"id": "u", "role": "user", "content": "hi"}]}
-    async with session.post(f"{proxy.url}/v1/agents/{agent}/ag-ui", json=body) as resp:
+    async with session.post(f"{proxy.url}/v1/agents/{agent}/ag-ui", json=UI_BODIES["ag-ui"]) as resp:
         blocks = await read_sse_data(resp)
     events = [orjson.loads(data) for data, _ in blocks]
     terminal = {"RUN_FINISHED", "RUN_ERROR"}

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, settings_for
-from tests.support import post_stream
+from tests.support import UI_BODIES, post_stream
 
 
 async def test_streams_are_counted_and_bad_names_create_no_series(
@@ -31,15 +31,6 @@ async def test_streams_are_counted_and_bad_names_create_no_series(
     assert samples[key] == 1.0
     assert "evil-agent" not in body
     assert "path-xyz" not in body
-
-
-UI_BODIES = {
-    "vercel-ai": {
-        "id": "c",
-        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
-    },
-    "ag-ui": {"threadId": "t", "runId": "r", "messages": [{"id": "u", "role": "user", "content": "hi"}]},
-}
 
 
 @pytest.mark.parametrize(("path", "transport"), [("vercel-ai", "vercel_ai"), ("ag-ui", "ag_ui")])

@@ -11,6 +11,7 @@ import pytest
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, assert_refused, settings_for
 from tests.js_clients import run_node
+from tests.support import UI_BODIES
 from tests.test_mcp import LIST, stdio_settings
 
 
@@ -120,8 +121,7 @@ async def test_heartbeats_are_sse_comments_and_the_protocol_header_is_set(
 ) -> None:
     settings = settings_for(mock, {"a": "m?chunks=1&ttfc_ms=300"}, server={"heartbeat_interval_s": 0.05})
     proxy = await make_proxy(settings)
-    body = {"id": "c", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]}
-    async with session.post(f"{proxy.url}/v1/agents/a/vercel-ai", json=body) as resp:
+    async with session.post(f"{proxy.url}/v1/agents/a/vercel-ai", json=UI_BODIES["vercel-ai"]) as resp:
         assert resp.headers["x-vercel-ai-ui-message-stream"] == "v1"
         assert resp.headers["Content-Type"] == "text/event-stream"
         raw = await resp.read()
