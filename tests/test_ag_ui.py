@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, assert_refused, settings_for
 from tests.js_clients import run_node
 from tests.test_mcp import LIST, stdio_settings
+from tests.test_structured_output import PERSON
 
 
 async def run_agent(url: str, agent: str, *prompts: str) -> list[dict[str, Any]]:
@@ -125,6 +127,37 @@ async def test_tools_the_proxy_ran_are_tool_call_events(
     (tool,) = [m for m in run["messages"] if m["role"] == "tool"]
     assert "README.md" in tool["content"]
     assert "README.md" in assistant_texts(run)[-1]
+
+
+async def test_structured_output_comes_as_custom_snapshots_and_the_result(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    agent = {"model": "person?json_chunk=6", "output_schema": PERSON, "output_name": "person"}
+    proxy = await make_proxy(settings_for(mock, {"p": agent}))
+    (run,) = await run_agent(proxy.url, "p", "make a person")
+    outputs = [e["value"] for e in run["events"] if e["type"] == "CUSTOM" and e["name"] == "output"]
+    assert len(outputs) >= 3
+    assert [o["partial"] for o in outputs] == [True] * (len(outputs) - 1) + [False]
+    jsonschema.validate(outputs[-1]["data"], PERSON)
+    assert run["result"]["output"] == outputs[-1]["data"]
+
+
+async def test_history_with_other_metadata_is_kept(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m?echo=1"}))
+    odd = [{"agent_proxy": 3}, {"agent_proxy": {"discarded": "yes"}}, {"other": {"discarded": True}}]
+    history = [
+        {"id": f"a{i}", "role": "assistant", "content": f"a{i}", "metadata": meta}
+        for i, meta in enumerate(odd)
+    ]
+    messages = [*history, {"id": "u", "role": "user", "content": "hi"}]
+    body = {"threadId": "t", "runId": "r", "messages": messages}
+    async with session.post(f"{proxy.url}/v1/agents/a/ag-ui", json=body) as resp:
+        assert resp.status == 200
+        await resp.read()
+    sent = mock.stats.last_request_bodies[-1]["messages"]
+    assert [m["content"] for m in sent] == ["a0", "a1", "a2", "hi"]
 
 
 @pytest.mark.parametrize(

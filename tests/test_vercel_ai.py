@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
 from proxy.mock_upstream import MockServer
@@ -13,6 +14,7 @@ from tests.conftest import ProxyFactory, assert_refused, settings_for
 from tests.js_clients import run_node
 from tests.support import UI_BODIES
 from tests.test_mcp import LIST, stdio_settings
+from tests.test_structured_output import PERSON
 
 
 async def chat(url: str, agent: str, *prompts: str) -> list[dict[str, Any]]:
@@ -116,6 +118,19 @@ async def test_tools_the_proxy_ran_show_as_dynamic_tool_parts(
     assert "README.md" in text["text"]
 
 
+async def test_structured_output_is_one_data_part_updated_in_place(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    agent = {"model": "person?json_chunk=6", "output_schema": PERSON, "output_name": "person"}
+    proxy = await make_proxy(settings_for(mock, {"p": agent}))
+    (turn,) = await chat(proxy.url, "p", "make a person")
+    assert chunk_types(turn).count("data-output") >= 3
+    (part,) = turn["message"]["parts"]
+    assert part["type"] == "data-output"
+    jsonschema.validate(part["data"], PERSON)
+    assert part["data"] == turn["chunks"][-2]["data"]
+
+
 async def test_heartbeats_are_sse_comments_and_the_protocol_header_is_set(
     mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
 ) -> None:
@@ -128,6 +143,25 @@ async def test_heartbeats_are_sse_comments_and_the_protocol_header_is_set(
     blocks = raw.split(b"\n\n")
     assert blocks[1:3] == [b": keepalive", b": keepalive"]
     assert blocks[-2:] == [b"data: [DONE]", b""]
+
+
+async def test_history_with_other_provider_metadata_is_kept(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m?echo=1"}))
+    odd = [{"agent_proxy": 3}, {"agent_proxy": {"discarded": "yes"}}, "x", {"other": {"discarded": True}}]
+    history = [
+        {"role": "assistant", "parts": [{"type": "text", "text": f"a{i}", "providerMetadata": meta}]}
+        for i, meta in enumerate(odd)
+    ]
+    user = {"role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    async with session.post(
+        f"{proxy.url}/v1/agents/a/vercel-ai", json={"messages": [*history, user]}
+    ) as resp:
+        assert resp.status == 200
+        await resp.read()
+    sent = mock.stats.last_request_bodies[-1]["messages"]
+    assert [m["content"] for m in sent] == ["a0", "a1", "a2", "a3", "hi"]
 
 
 @pytest.mark.parametrize(

@@ -46,11 +46,9 @@ from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
 from proxy.transports.collect import stream_error
 from proxy.transports.sse import KEEPALIVE, ChatProtocol, Encoder
-from proxy.transports.wire import encode_json, own_fields
+from proxy.transports.wire import DISCARDED, encode_json, is_discarded, own_fields
 
 _ENCODER = EventEncoder()
-DISCARDED = {"agent_proxy": {"discarded": True}}
-"""`metadata` of a text message that a retry discarded."""
 
 
 # --- the request body -------------------------------------------------------------------------
@@ -71,10 +69,6 @@ def _user_text(message: UserMessage, where: str) -> str:
     return "".join(texts)
 
 
-def _is_discarded(message: AssistantMessage) -> bool:
-    return (message.metadata or {}).get("agent_proxy", {}).get("discarded") is True
-
-
 def parse_run_input(body: dict[str, Any]) -> tuple[RunAgentInput, list[ChatMessage]]:
     """The `RunAgentInput` and its messages as chat messages."""
     try:
@@ -89,7 +83,7 @@ def parse_run_input(body: dict[str, Any]) -> tuple[RunAgentInput, list[ChatMessa
             messages.append(ChatMessage(role="user", content=_user_text(message, f"messages.{i}")))
         elif isinstance(message, (SystemMessage, DeveloperMessage)):
             messages.append(ChatMessage(role=message.role, content=message.content))
-        elif isinstance(message, AssistantMessage) and not _is_discarded(message):
+        elif isinstance(message, AssistantMessage) and not is_discarded(message.metadata):
             messages.append(ChatMessage(role="assistant", content=message.content or ""))
         # Tool, activity and reasoning messages are not model input: the proxy runs its own tools.
     return run, messages

@@ -23,13 +23,11 @@ from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
 from proxy.transports.collect import stream_error
 from proxy.transports.sse import KEEPALIVE, SSE_HEADERS, ChatProtocol, Encoder
-from proxy.transports.wire import encode_json, own_fields
+from proxy.transports.wire import DISCARDED, encode_json, is_discarded, own_fields
 
 Role = Literal["system", "user", "assistant"]
 HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
 DONE = b"data: [DONE]\n\n"
-DISCARDED = {"agent_proxy": {"discarded": True}}
-"""`providerMetadata` of a text part that a retry discarded."""
 
 # The SDK's finish reasons have no timeout: a stream that timed out failed.
 _FINISH_REASONS = {
@@ -49,11 +47,6 @@ def _invalid(message: str) -> RequestError:
     return RequestError(400, "invalid_messages", message)
 
 
-def _is_discarded(part: dict[str, Any]) -> bool:
-    meta = part.get("providerMetadata")
-    return isinstance(meta, dict) and meta.get("agent_proxy", {}).get("discarded") is True
-
-
 def _text(parts: object, where: str, role: str) -> str:
     if not isinstance(parts, list):
         raise _invalid(f"{where}.parts must be an array of parts")
@@ -66,7 +59,7 @@ def _text(parts: object, where: str, role: str) -> str:
             text = part.get("text")
             if not isinstance(text, str):
                 raise _invalid(f"{where}.parts[{i}].text must be a string")
-            if not _is_discarded(part):
+            if not is_discarded(part.get("providerMetadata")):
                 texts.append(text)
         elif kind == "file" and role != "assistant":
             raise _invalid(f"{where}.parts[{i}]: only text parts are supported")

@@ -25,3 +25,14 @@ def own_fields(event: Event) -> dict[str, Any]:
     for key in ("type", "stream_id", "seq"):
         out.pop(key, None)
     return out
+
+
+DISCARDED = {"agent_proxy": {"discarded": True}}
+"""The metadata that marks content a retry discarded, on the UI protocols' text (Vercel AI's
+`providerMetadata`, AG-UI's `metadata`): a UI can strike it through, and it is no model input."""
+
+
+def is_discarded(metadata: object) -> bool:
+    """Whether a client sent back content marked `DISCARDED` (any other shape is not)."""
+    mark = metadata.get("agent_proxy") if isinstance(metadata, dict) else None
+    return isinstance(mark, dict) and mark.get("discarded") is True
