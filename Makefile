@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEV    := $(VENV)/.dev-stamp
+JS_STAMP := tests/js/node_modules/.package-lock.json
 ARGS   ?=
 
 .PHONY: run test lint typecheck pytest bench setup clean
@@ -31,10 +32,15 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(BIN)/mypy
 
-pytest: $(DEV)
+# npm ci writes its own copy of the lock file: it is the stamp of an installed tests/js.
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json scripts/ensure-node.sh
+	scripts/ensure-node.sh
+
+pytest: $(DEV) $(JS_STAMP)
 	scripts/ensure-tools.sh prometheus promtool prometheus
 	scripts/ensure-tools.sh redis-server redis-server
 	scripts/ensure-tools.sh nginx nginx
+	scripts/ensure-tools.sh chromium chromium
 	scripts/ensure-tools.sh kubectl kubectl
 	$(BIN)/pytest $(ARGS)
 

@@ -18,14 +18,17 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.playground import Playground
 from proxy.state import build_state
+from proxy.transports.ag_ui import AG_UI
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
 from proxy.transports.server import SERVER_HEADER
-from proxy.transports.sse import SSETransport
+from proxy.transports.sse import ChatSSETransport, SSETransport
+from proxy.transports.vercel_ai import VERCEL_AI
 from proxy.transports.ws import WSTransport
 
 log = logging.getLogger("agent_proxy")
@@ -94,6 +97,9 @@ async def create_app(settings: Settings) -> web.Application:
     )
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
+    vercel_ai = ChatSSETransport(engine, observer, server.heartbeat_interval_s, VERCEL_AI)
+    ag_ui = ChatSSETransport(engine, observer, server.heartbeat_interval_s, AG_UI)
+    playground = Playground()
 
     app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
     install_cors(app, server.cors_allow_origins)
@@ -107,11 +113,16 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_post("/v1/agents/{agent}/run", run.post)
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
+    app.router.add_post("/v1/agents/{agent}/vercel-ai", vercel_ai.post)
+    app.router.add_post("/v1/agents/{agent}/ag-ui", ag_ui.post)
     app.router.add_get("/v1/agents", _agents)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", playground.root)
+    app.router.add_get("/playground", playground.page)
+    app.router.add_get("/playground/{name}", playground.asset)
 
     async def _shutdown(app: web.Application) -> None:
         await state.aclose()

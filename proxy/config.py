@@ -325,18 +325,33 @@ def _format(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+DEMO_MODEL = f"{DEMO_UPSTREAM}:demo?echo=1&gap_ms=40"
+DEMO_FAULTS = {
+    "demo-drop": "fault=drop&after=3",
+    "demo-429": "fault=http429&retry_after=1",
+    "demo-stall": "fault=stall&after=0",
+}
+"""The demo's fault agents (the playground's fault selector): every first attempt of a prompt
+fails this way (`fault_every=2`) and its retry succeeds."""
+
+
 def demo_settings() -> Settings:
-    """The built-in demo: agent `demo` in front of the in-process mock upstream."""
+    """The built-in demo: agent `demo` in front of the in-process mock upstream, and its fault agents."""
+    instructions = "You are the agent-proxy demo."
+    faults = {
+        name: {
+            "model": f"{DEMO_MODEL}&{fault}&fault_every=2",
+            "instructions": instructions,
+            "timeouts": {"first_token_s": 3.0},
+        }
+        for name, fault in DEMO_FAULTS.items()
+    }
     return Settings(
         demo=True,
-        server={"cors_allow_origins": ["*"]},
+        # Heartbeats every second, so that the playground shows them while a stall waits.
+        server={"cors_allow_origins": ["*"], "heartbeat_interval_s": 1.0},
         upstreams={DEMO_UPSTREAM: {"base_url": "http://127.0.0.1:1/v1"}},  # rebound at start-up
-        agents={
-            "demo": {
-                "model": f"{DEMO_UPSTREAM}:demo?echo=1&gap_ms=40",
-                "instructions": "You are the agent-proxy demo.",
-            }
-        },
+        agents={"demo": {"model": DEMO_MODEL, "instructions": instructions}, **faults},
     )
 
 

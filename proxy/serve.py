@@ -45,7 +45,8 @@ def _banner(settings: Settings, port: int) -> str:
     url = f"http://{settings.server.host}:{port}"
     if settings.demo:
         return (
-            f"agent-proxy serving the built-in demo on {url}: mock upstream in this process, agent 'demo'. "
+            f"agent-proxy serving the built-in demo on {url}: mock upstream in this process, agent 'demo' "
+            f"(and its fault agents). Playground: {url}/playground. "
             f"Pass a real config with --config FILE or {CONFIG_ENV}=FILE."
         )
     return (

@@ -169,6 +169,25 @@ async def no_pending_tasks(timeout: float = 5.0) -> None:
     await wait_until(only_me, timeout)
 
 
+async def assert_refused(
+    session: aiohttp.ClientSession,
+    proxy: Proxy,
+    mock: MockServer,
+    path: str,
+    body: Any,
+    status: int,
+    code: str,
+) -> None:
+    """POST `body` to `path`: a `status` with the proxy's JSON error `code`, and nothing started (no
+    upstream request, no stream, no task left)."""
+    async with session.post(f"{proxy.url}{path}", json=body) as resp:
+        assert resp.status == status, await resp.text()
+        assert (await resp.json())["error"]["code"] == code
+    assert mock.stats.total.requests == 0
+    assert not proxy.engine.active
+    await no_pending_tasks()
+
+
 def _is_infrastructure(task: asyncio.Task[Any]) -> bool:
     # aiohttp's servers keep one task per open keep-alive connection; those are not streams.
     coro = task.get_coro()

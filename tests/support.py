@@ -45,13 +45,18 @@ class SSEResult:
         return self.of("end")[-1]
 
     def text_after_last_discard(self) -> str:
-        parts: list[str] = []
-        for e in self.events:
-            if e.event == "retry" and e.data["discard"]:
-                parts.clear()
-            elif e.event == "delta":
-                parts.append(e.data["text"])
-        return "".join(parts)
+        return text_after_last_discard([e.data for e in self.events])
+
+
+def text_after_last_discard(events: list[dict[str, Any]]) -> str:
+    """The `delta` texts after the last `retry` with `discard: true`: what a client shows in the end."""
+    parts: list[str] = []
+    for e in events:
+        if e["type"] == "retry" and e["discard"]:
+            parts.clear()
+        elif e["type"] == "delta":
+            parts.append(e["text"])
+    return "".join(parts)
 
 
 def parse_sse_block(block: bytes, at: float) -> SSEEvent | None:
@@ -86,6 +91,33 @@ async def read_sse(resp: aiohttp.ClientResponse, stop_after: int | None = None) 
     return result
 
 
+async def read_sse_data(resp: aiohttp.ClientResponse) -> list[tuple[bytes, float]]:
+    """The `data:` of every SSE block of a protocol without `event:` lines (Vercel AI, AG-UI), with
+    its arrival time; comments (heartbeats) are left out."""
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "text/event-stream"
+    out: list[tuple[bytes, float]] = []
+    buf = b""
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            if block.startswith(b"data: "):
+                out.append((block[6:], time.monotonic()))
+    assert buf == b"", buf
+    return out
+
+
+UI_BODIES: dict[str, dict[str, Any]] = {
+    "vercel-ai": {
+        "id": "c",
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    },
+    "ag-ui": {"threadId": "t", "runId": "r", "messages": [{"id": "u", "role": "user", "content": "hi"}]},
+}
+"""A one-prompt body for each UI protocol endpoint (`/v1/agents/{agent}/<key>`)."""
+
+
 async def post_stream(
     session: aiohttp.ClientSession, base: str, agent: str, prompt: str, **body: Any
 ) -> SSEResult:
@@ -105,11 +137,5 @@ def assert_stream_invariants(events: list[dict[str, Any]], *, client_gone: bool 
     assert all("seq" not in e for e in events if e["type"] == "heartbeat")
     stream_ids = {e["stream_id"] for e in events}
     assert len(stream_ids) == 1, stream_ids
-    parts: list[str] = []
-    for e in public:
-        if e["type"] == "retry" and e["discard"]:
-            parts.clear()
-        elif e["type"] == "delta":
-            parts.append(e["text"])
     if not client_gone and public[-1].get("text") is not None:
-        assert "".join(parts) == public[-1]["text"]
+        assert text_after_last_discard(public) == public[-1]["text"]

@@ -66,7 +66,7 @@ def test_no_config_is_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AGENT_PROXY_CONFIG", raising=False)
     settings = load_settings()
     assert settings.demo
-    assert list(settings.agents) == ["demo"]
+    assert list(settings.agents) == ["demo", "demo-drop", "demo-429", "demo-stall"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -10,7 +11,7 @@ import pytest
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory, no_pending_tasks, settings_for
-from tests.support import read_sse
+from tests.support import UI_BODIES, read_sse
 
 # Both attempt paths: the direct model stream and the agent loop.
 pytestmark = pytest.mark.usefixtures("attempt_path")
@@ -20,9 +21,13 @@ SILENT = "silent?ttfc_ms=60000"
 
 
 async def _abort_after(
-    session: aiohttp.ClientSession, url: str, events: int, before_abort: Awaitable[None] | None = None
+    session: aiohttp.ClientSession,
+    url: str,
+    events: int,
+    before_abort: Awaitable[None] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> None:
-    async with session.post(url, json={"prompt": "hi"}) as resp:
+    async with session.post(url, json=body or {"prompt": "hi"}) as resp:
         result = await read_sse(resp, stop_after=events)
         assert len(result.events) == events
         if before_abort is not None:
@@ -40,6 +45,18 @@ async def test_disconnect_mid_stream_closes_the_upstream_within_a_second(
     await proxy.engine.wait_idle(1.0)
     assert mock.stats.for_model(SLOW).streams_completed == 0
     assert len(proxy.conversations) == 0
+    await no_pending_tasks()
+
+
+@pytest.mark.parametrize("protocol", list(UI_BODIES))
+async def test_disconnect_from_a_ui_protocol_stream_closes_the_upstream(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, protocol: str
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": SLOW}))
+    url = f"{proxy.url}/v1/agents/a/{protocol}"
+    await _abort_after(session, url, events=4, body=UI_BODIES[protocol])
+    await mock.stats.wait_for(lambda s: s.for_model(SLOW).streams_closed_by_client == 1, timeout=1.0)
+    await proxy.engine.wait_idle(1.0)
     await no_pending_tasks()
 
 

@@ -1,7 +1,11 @@
-"""Every upstream fault of the README table, on SSE and WebSocket, clearing after one attempt or never.
+"""Every upstream fault of the README table, on SSE, WebSocket, Vercel AI and AG-UI, clearing after
+one attempt or never.
 
 For each cell: the events a client sees and their order, the final text against what the upstream
 sent on its good attempt, the attempts the mock saw, Retry-After honoured, and nothing left running.
+The UI protocols are read in their own wire format, checked for its own rules (parts opened before
+use and closed once, one terminal event), and then named in the proxy's event vocabulary so that
+every transport is held to the same expectations.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import pytest
 
 from proxy.mock_upstream import MockServer, closed_port_url
 from tests.conftest import Proxy, ProxyFactory, no_pending_tasks, settings_for
-from tests.support import assert_stream_invariants, read_sse
+from tests.support import (
+    UI_BODIES,
+    assert_stream_invariants,
+    read_sse,
+    read_sse_data,
+    text_after_last_discard,
+)
 
 # Both attempt paths: the direct model stream and the agent loop.
 pytestmark = pytest.mark.usefixtures("attempt_path")
@@ -80,7 +90,9 @@ REFUSED = Fault("connection_refused", "", "connect_error", "upstream_unreachable
 
 SETTINGS: dict[str, Any] = {
     "retry": {"max_attempts": MAX_ATTEMPTS, "backoff_initial_s": 0.01, "backoff_jitter_s": 0.01},
-    "timeouts": {"first_token_s": 0.5, "idle_s": 0.5, "total_s": 30},
+    # Only a stall may reach `first_token_s`: at 0.5 s, good attempts on the agent loop path sometimes
+    # did on a 2-core machine shared by several test runs.
+    "timeouts": {"first_token_s": 1.0, "idle_s": 0.5, "total_s": 30},
     "server": {"heartbeat_interval_s": 60},
 }
 
@@ -93,6 +105,10 @@ class Seen:
     def types(self) -> list[str]:
         return [e["type"] for e in self.events if e["type"] != "heartbeat"]
 
+    def add(self, event: dict[str, Any], at: float) -> None:
+        self.events.append(event)
+        self.at.append(at)
+
 
 async def via_sse(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
     async with session.post(f"{proxy.url}/v1/agents/{agent}/stream", json={"prompt": "hi"}) as resp:
@@ -101,7 +117,9 @@ async def via_sse(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> S
     assert [e.id for e in result.events if e.event != "heartbeat"] == [
         f"{stream_id}:{i}" for i in range(len(result.types()))
     ]
-    return Seen([e.data for e in result.events], [e.at for e in result.events])
+    seen = Seen([e.data for e in result.events], [e.at for e in result.events])
+    assert_stream_invariants(seen.events)
+    return seen
 
 
 async def via_ws(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
@@ -115,10 +133,85 @@ async def via_ws(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Se
             assert frame["request_id"] == "r"
             seen.events.append(frame)
             seen.at.append(time.monotonic())
+    assert_stream_invariants(seen.events)
     return seen
 
 
-TRANSPORTS = {"sse": via_sse, "ws": via_ws}
+async def via_vercel_ai(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
+    async with session.post(f"{proxy.url}/v1/agents/{agent}/vercel-ai", json=UI_BODIES["vercel-ai"]) as resp:
+        blocks = await read_sse_data(resp)
+    assert blocks[-1][0] == b"[DONE]"
+    parts = [orjson.loads(data) for data, _ in blocks[:-1]]
+    assert parts[0]["type"] == "start" and parts[-1]["type"] == "finish"
+    assert [p["type"] for p in parts].count("finish") == 1
+    seen = Seen([], [])
+    open_text: str | None = None
+    for part, (_, at) in zip(parts, blocks, strict=False):
+        kind = part["type"]
+        if kind == "text-start":
+            assert open_text is None
+            open_text = part["id"]
+        elif kind == "text-end":
+            assert part["id"] == open_text
+            open_text = None
+        elif kind == "text-delta":
+            assert part["id"] == open_text
+            seen.add({"type": "delta", "text": part["delta"]}, at)
+        elif kind == "data-retry":
+            assert open_text is None
+            seen.add({"type": "retry", **part["data"]}, at)
+        elif kind == "start":
+            seen.add({"type": "start"}, at)
+        elif kind == "error":
+            meta = parts[-1]["messageMetadata"]
+            seen.add({"type": "error", "message": part["errorText"], **meta["error"]}, at)
+        elif kind == "finish":
+            meta = part["messageMetadata"]
+            text = text_after_last_discard(seen.events)
+            seen.add({"type": "end", "text": text, **meta}, at)
+    assert open_text is None
+    return seen
+
+
+async def via_ag_ui(session: aiohttp.ClientSession, proxy: Proxy, agent: str) -> Seen:
+    async with session.post(f"{proxy.url}/v1/agents/{agent}/ag-ui", json=UI_BODIES["ag-ui"]) as resp:
+        blocks = await read_sse_data(resp)
+    events = [orjson.loads(data) for data, _ in blocks]
+    terminal = {"RUN_FINISHED", "RUN_ERROR"}
+    assert events[0]["type"] == "RUN_STARTED"
+    assert events[-1]["type"] in terminal
+    assert sum(e["type"] in terminal for e in events) == 1
+    seen = Seen([], [])
+    open_message: str | None = None
+    for event, (_, at) in zip(events, blocks, strict=True):
+        kind = event["type"]
+        if kind == "TEXT_MESSAGE_START":
+            assert open_message is None
+            open_message = event["messageId"]
+        elif kind == "TEXT_MESSAGE_END":
+            assert event["messageId"] == open_message
+            open_message = None
+        elif kind == "TEXT_MESSAGE_CONTENT":
+            assert event["messageId"] == open_message
+            seen.add({"type": "delta", "text": event["delta"]}, at)
+        elif kind == "CUSTOM" and event["name"] == "retry":
+            assert open_message is None
+            seen.add({"type": "retry", **event["value"]}, at)
+        elif kind == "RUN_STARTED":
+            seen.add({"type": "start"}, at)
+        elif kind == "RUN_ERROR":
+            assert open_message is None
+            meta = event["metadata"]
+            seen.add({"type": "error", "code": event["code"], "retryable": meta["retryable"]}, at)
+            seen.add({"type": "end", **meta}, at)
+        elif kind == "RUN_FINISHED":
+            assert open_message is None
+            seen.add({"type": "end", **event["result"]}, at)
+    assert seen.events[-1].get("text") == text_after_last_discard(seen.events)
+    return seen
+
+
+TRANSPORTS = {"sse": via_sse, "ws": via_ws, "vercel_ai": via_vercel_ai, "ag_ui": via_ag_ui}
 
 
 def expected_types(fault: Fault, failing_attempts: int, succeeds: bool) -> list[str]:
@@ -148,7 +241,6 @@ async def test_fault_that_clears_after_one_attempt(
     model = f"clears?chunks={CHUNKS}&{fault.params}&fault_times=1"
     proxy = await make_proxy(settings_for(mock, {"a": model}, **SETTINGS))
     seen = await TRANSPORTS[transport](session, proxy, "a")
-    assert_stream_invariants(seen.events)
     end = seen.events[-1]
     if not fault.retryable:
         assert seen.types() == ["start", "error", "end"]
@@ -190,7 +282,6 @@ async def test_fault_that_never_clears(
         settings = settings.model_validate({**settings.model_dump(), "upstreams": upstreams})
     proxy = await make_proxy(settings)
     seen = await TRANSPORTS[transport](session, proxy, "a")
-    assert_stream_invariants(seen.events)
     attempts = MAX_ATTEMPTS if fault.retryable else 1
     assert seen.types() == expected_types(fault, attempts, succeeds=False)
     error = seen.events[-2]

@@ -62,11 +62,14 @@ class StreamInput:
     """Overrides the agent's `retry.mid_stream`: a client that cannot discard text needs `fail`."""
 
 
-def chat_input(messages: list[ChatMessage], allow_system: bool, options: RunOptions | None) -> StreamInput:
+def chat_input(
+    messages: list[ChatMessage], allow_system: bool, options: RunOptions | None, *, discards: bool = False
+) -> StreamInput:
     """An OpenAI-style message list -> the last user message as prompt, the rest as history.
 
     System messages become instructions only when the agent allows it; otherwise they are dropped,
-    so a client cannot override the agent's instructions.
+    so a client cannot override the agent's instructions. A client that can drop text it was sent
+    (`discards`: the UI protocols) keeps the agent's `mid_stream` policy; others get `fail`.
     """
     if not messages or messages[-1].role != "user":
         raise InvalidMessages("the last message must have role 'user'")
@@ -84,5 +87,5 @@ def chat_input(messages: list[ChatMessage], allow_system: bool, options: RunOpti
         history=history,
         instructions="\n\n".join(system) if allow_system and system else None,
         options=options,
-        mid_stream="fail",
+        mid_stream=None if discards else "fail",
     )

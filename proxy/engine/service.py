@@ -106,11 +106,17 @@ class Engine:
         *,
         arrived_at: float | None = None,
         owner: str | None = None,
+        discards: bool = False,
     ) -> Stream:
-        """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history)."""
+        """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history).
+
+        `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
+        `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
         self._admit(agent)
         runtime = self.registry.agents[agent]
-        request = chat_input(messages, runtime.allow_system_messages, options)
+        request = chat_input(messages, runtime.allow_system_messages, options, discards=discards)
+        if not request.prompt.strip():
+            raise InvalidPrompt("the last user message has no text")
         if len(request.prompt) > self._max_prompt:
             raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
         return self._start(agent, request, arrived_at, owner)

@@ -50,6 +50,8 @@ that a proxy forwarded exactly it. Non-streaming requests get the same text, too
 Fault keys: `fault=<kind>` applies to the first `fault_times=K` requests with this exact model
 string (then good answers), or to each request with probability `fault_prob=P` (reproducible with
 `seed=S`, per model string); both: the first K, then P. With neither, every request faults.
+`fault_every=N` instead faults requests 1, N+1, 2N+1, … (`fault_every=2`: every first attempt
+fails and its retry succeeds, as the built-in demo's fault agents show).
 `after` [0], `stall_ms` [3600000] and `retry_after` shape the fault. Kinds:
 
 - `http400`: 400 `invalid_request_error`. `http401`: 401 `authentication_error` (`invalid_api_key`).

@@ -138,6 +138,11 @@ class MockBehaviour:
     fault_prob: float | None = _opt(
         None, _optional(_float(0.0, 1.0)), "fault each request with probability P"
     )
+    fault_every: int | None = _opt(
+        None,
+        _optional(_int(1)),
+        "fault requests 1, N+1, 2N+1, … with this model (instead of fault_times, fault_prob)",
+    )
     seed: int | None = _opt(None, _optional(_int(-(2**63))), "seed of the fault_prob random sequence")
     after: int = _opt(0, _int(0), "chunks sent before a stream fault (drop, stall, instream_error, …)")
     stall_ms: float = _opt(3_600_000.0, _float(0.0), "length of a stall (ms); the stream then continues")

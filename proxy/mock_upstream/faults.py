@@ -72,7 +72,8 @@ class FaultSelector:
     def select(self, key: str, behaviour: MockBehaviour) -> str | None:
         """The fault to inject into this request, or None.
 
-        The first `fault_times` requests with `key` fault; after them (or without `fault_times`),
+        With `fault_every=N`, requests 1, N+1, 2N+1, ... with `key` fault and the others do not.
+        Otherwise the first `fault_times` requests fault; after them (or without `fault_times`),
         `fault_prob` decides if given; with neither, every request faults.
         """
         fault = behaviour.fault
@@ -80,6 +81,8 @@ class FaultSelector:
             return None
         seen = self._counts.get(key, 0)
         self._counts[key] = seen + 1
+        if behaviour.fault_every is not None:
+            return fault if seen % behaviour.fault_every == 0 else None
         times, prob = behaviour.fault_times, behaviour.fault_prob
         if times is None and prob is None:
             return fault

@@ -2,7 +2,7 @@
 
 `ProxyMetrics` owns the metric objects and the exposition (`render`); `MetricsObserver` turns the
 events `transports/pump.py` reports into observations. Label values come only from bounded sets:
-agent and model names from the config (anything else becomes `other`), the four transports, the
+agent and model names from the config (anything else becomes `other`), the transports, the
 stream outcomes, and free-form engine vocabulary (retry reasons, error types) capped per label.
 
 With several worker processes the metrics go through prometheus-client's multiprocess mode

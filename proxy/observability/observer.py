@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from proxy.events import End, Event
 
-Transport = Literal["sse", "ws", "openai", "run"]
+Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui"]
 StreamOutcome = Literal["stop", "length", "error", "timeout", "cancelled", "shutdown", "client_disconnect"]
 
 

@@ -93,13 +93,14 @@ async def pump(
         if beat is not None:
             beat.cancel()
         try:
-            await _close(events)
+            await close_events(events)
         finally:
             observer.stream_finished(ctx, outcome, end)
     return end
 
 
-async def _close(events: AsyncIterator[Event]) -> None:
+async def close_events(events: AsyncIterator[Event]) -> None:
+    """Close a stream's events (a `Stream`, or a resumed stream's iterator)."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()

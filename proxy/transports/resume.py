@@ -18,8 +18,7 @@ from proxy.errors import RequestError
 from proxy.events import Event
 from proxy.observability.observer import Observers
 from proxy.transports.http import stream_context
-from proxy.transports.pump import pump
-from proxy.transports.sse import prepare_sse, sse_writer
+from proxy.transports.sse import sse_encoder, stream_sse
 
 NOBODY = Observers()
 
@@ -75,14 +74,6 @@ class ResumeTransport:
     async def replay(
         self, request: web.Request, stream_id: str, events: AsyncIterator[Event]
     ) -> web.StreamResponse:
-        try:
-            response = await prepare_sse(request)
-        except BaseException:
-            await events.aclose()  # type: ignore[attr-defined]
-            raise
-        send = sse_writer(request, response, stream_id)
         ctx = stream_context(request, stream_id, "", "sse")
-        end = await pump(events, send, ctx, NOBODY, heartbeat_interval=self._heartbeat, measure=False)
-        if end is not None:
-            await response.write_eof()
-        return response
+        encode = sse_encoder(stream_id)
+        return await stream_sse(request, events, ctx, NOBODY, self._heartbeat, encode, measure=False)

@@ -97,6 +97,14 @@ async def test_fault_times_clears_after_k(session: aiohttp.ClientSession, mock: 
     assert statuses == [500, 500, 200, 200]
 
 
+async def test_fault_every_faults_every_nth_request_starting_with_the_first(
+    session: aiohttp.ClientSession, mock: MockServer
+) -> None:
+    model = "alt?fault=http429&fault_every=2"
+    statuses = [(await _post(session, mock, model))[0] for _ in range(5)]
+    assert statuses == [429, 200, 429, 200, 429]
+
+
 async def test_fault_times_counted_per_model_string(session: aiohttp.ClientSession, mock: MockServer) -> None:
     a, b = "a?fault=http503&fault_times=1", "b?fault=http503&fault_times=1"
     assert [(await _post(session, mock, m))[0] for m in (a, b, a, b)] == [503, 503, 200, 200]

@@ -42,6 +42,7 @@ import orjson
 import pytest
 
 from proxy.mock_upstream import MockServer
+from proxy.observability.metrics import TRANSPORTS
 from tests.support import read_sse
 
 from .conftest import ROOT, require_tool
@@ -683,7 +684,8 @@ async def check_dashboard_and_rules(prom: Prometheus) -> None:
             found = set(await prom.api(f"label/{label}/values", **{"match[]": selector}))
             expected = {
                 "agent": set(AGENTS),
-                "transport": {"sse", "ws", "openai", "run"},
+                # every transport: their series exist from the start, at zero
+                "transport": {str(t) for t in TRANSPORTS},
                 # every model that finished an attempt: not `idle`'s yet, but the fallback's
                 "model": ({a["model"] for a in AGENTS.values()} - {AGENTS["idle"]["model"]})
                 | set(AGENTS["backup"]["fallback_models"]),
