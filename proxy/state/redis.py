@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+FLUSH_DELAY_S = 0.005
+"""How long a stream log write may wait to share its round trip with others. A resuming client
+sees events this much later than the client that is attached; an attached client is never delayed."""
+
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -174,6 +178,7 @@ class RedisStreamLogs:
         self._flushing: asyncio.Task[None] | None = None
         self._owned: set[str] = set()
         self._expiring: set[str] = set()
+        self._urgent = asyncio.Event()
         """Streams whose log has its running expiry set."""
         self._renew = state.redis.register_script(_RENEW)
 
@@ -188,6 +193,10 @@ class RedisStreamLogs:
 
     def _enqueue(self, item: tuple[StoredStream | None, str, Event | None]) -> None:
         self._pending.append(item)
+        stored, _, event = item
+        if stored is not None or type(event) is End:
+            # A stream's start and end go at once: a client may resume it the moment it has either.
+            self._urgent.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush_pending())
 
@@ -197,8 +206,15 @@ class RedisStreamLogs:
             await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def _flush_pending(self) -> None:
-        # Events produced while a batch is on its way go out together in the next one.
+        # Events of the next few milliseconds, and those produced while a batch is on its way, go
+        # out together: a round trip per batch, not per event.
+        try:
+            async with asyncio.timeout(FLUSH_DELAY_S):
+                await self._urgent.wait()
+        except TimeoutError:
+            pass
         while self._pending:
+            self._urgent.clear()
             batch, self._pending = self._pending, []
             try:
                 await self._state.op("append", self._send(batch))
