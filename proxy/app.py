@@ -10,6 +10,9 @@ import orjson
 from aiohttp import web
 
 from proxy.agents import AgentRegistry, build_registry
+from proxy.auth.identity import ANONYMOUS
+from proxy.auth.limits import Limiter
+from proxy.auth.middleware import Auth, tokens_without_auth
 from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
 from proxy.conversations import MemoryConversationStore
 from proxy.engine import Engine
@@ -18,8 +21,9 @@ from proxy.engine.refusals import Refused
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.state.limits import MemoryLimitStore
 from proxy.transports.cors import install_cors
-from proxy.transports.http import ARRIVED_AT, error_response
+from proxy.transports.http import ARRIVED_AT, CALLER, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.run import RunTransport
 from proxy.transports.sse import SSETransport
@@ -64,7 +68,23 @@ async def create_app(settings: Settings) -> web.Application:
     mock: MockServer | None = None
     if settings.demo:
         settings, mock = await _start_demo_upstream(settings)
-    telemetry = Telemetry(settings.observability, agents=list(settings.agents), models=_model_names(settings))
+    auth_settings = settings.auth
+    telemetry = Telemetry(
+        settings.observability,
+        agents=list(settings.agents),
+        models=_model_names(settings),
+        keys=[k.name for k in auth_settings.keys] if auth_settings.mode == "keys" else [ANONYMOUS.name],
+        max_keys=auth_settings.max_key_labels,
+    )
+    auth: Auth | None = None
+    if auth_settings.mode == "keys":
+        metrics = telemetry.metrics
+        auth = Auth(
+            auth_settings,
+            list(settings.agents),
+            limiter=Limiter(MemoryLimitStore(), on_limited=metrics.rate_limited),
+            on_failure=metrics.auth_failed,
+        )
     registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings())
     await registry.start()
     engine = Engine(
@@ -73,6 +93,7 @@ async def create_app(settings: Settings) -> web.Application:
         Breakers(settings.circuit.failure_threshold, settings.circuit.cooldown_s),
         max_concurrent_streams=settings.server.max_concurrent_streams,
         max_prompt_chars=settings.server.max_prompt_chars,
+        limiter=auth.limiter if auth is not None else None,
     )
     observer = telemetry.observer
     server = settings.server
@@ -101,6 +122,10 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    if auth is not None:
+        auth.install(app, engine)
+    else:
+        app.router.add_post("/v1/tokens", tokens_without_auth)
 
     async def _shutdown(app: web.Application) -> None:
         await registry.aclose()
@@ -132,8 +157,16 @@ async def _readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready", "agents": len(engine.registry.agents)})
 
 
-def _agent_list(registry: AgentRegistry, engine: Engine) -> list[dict[str, object]]:
+def _visible_agents(request: web.Request) -> list[str]:
+    """The agents the caller may use, sorted."""
+    caller = request.get(CALLER)
+    identity = caller.identity if caller is not None else ANONYMOUS
+    return sorted(name for name in request.app[ENGINE].registry.agents if identity.may_use(name))
+
+
+def _agent_list(registry: AgentRegistry, engine: Engine, names: list[str]) -> list[dict[str, object]]:
     states = engine.breakers.states()
+    runtimes = [(name, registry.agents[name]) for name in names]
     return [
         {
             "name": name,
@@ -143,20 +176,19 @@ def _agent_list(registry: AgentRegistry, engine: Engine) -> list[dict[str, objec
             "retry": rt.retry.model_dump(),
             "timeouts": rt.timeouts.model_dump(),
         }
-        for name, rt in sorted(registry.agents.items())
+        for name, rt in runtimes
     ]
 
 
 async def _agents(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    return _json({"agents": _agent_list(engine.registry, engine)})
+    return _json({"agents": _agent_list(engine.registry, engine, _visible_agents(request))})
 
 
 async def _models(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "agent-proxy"}
-        for name in sorted(engine.registry.agents)
+        for name in _visible_agents(request)
     ]
     return _json({"object": "list", "data": data})
 

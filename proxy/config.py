@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from proxy.auth.keys import KeysFileError, load_keys_file
+from proxy.auth.settings import AuthSettings, KeySettings, duplicate_key_problems, exposure_problem
 from proxy.observability.settings import ObservabilitySettings
 from proxy.structured import SchemaLoadError, load_schema
 
@@ -169,6 +172,7 @@ class Settings(BaseSettings):
     circuit: CircuitSettings = CircuitSettings()
     conversations: ConversationSettings = ConversationSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    auth: AuthSettings = AuthSettings()
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
     mcp_servers: dict[str, MCPServerSettings] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
@@ -215,6 +219,18 @@ class Settings(BaseSettings):
                     type(section).model_validate({**section.model_dump(), **overrides})
                 except ValidationError as exc:
                     problems.extend(f"agents.{name}.{key}.{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems.extend(self.auth.problems())
+        if self.auth.keys_file is not None:
+            try:
+                file_keys = load_keys_file(self.auth.keys_file, self.agents)
+            except KeysFileError as exc:
+                problems.append(f"auth.keys_file: {exc}")
+            else:
+                problems.extend(duplicate_key_problems([*self.auth.keys, *file_keys], "auth.keys_file"))
+        problems.extend(unknown_agent_problems(self.auth.keys, self.agents, "auth.keys"))
+        exposed = exposure_problem(self.server.host, self.auth)
+        if exposed is not None:
+            problems.append(exposed)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -224,6 +240,16 @@ class Settings(BaseSettings):
 
     def timeouts_for(self, agent: str) -> TimeoutSettings:
         return self.timeouts.model_copy(update=self.agents[agent].timeouts)
+
+
+def unknown_agent_problems(keys: Sequence[KeySettings], agents: Iterable[str], where: str) -> list[str]:
+    known = set(agents)
+    return [
+        f"{where}[{i}].agents: no [agents.{agent}]"
+        for i, key in enumerate(keys)
+        for agent in key.agents or ()
+        if agent not in known
+    ]
 
 
 class ConfigError(Exception):

@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from proxy.app import create_app, drain
+from proxy.auth.middleware import AUTH
+from proxy.auth.settings import exposure_problem
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
 from proxy.workers import die_with_parent, run_workers
@@ -48,6 +50,10 @@ def _banner(settings: Settings) -> str:
     )
 
 
+def _nothing_to_reload() -> None:
+    log.info('SIGHUP: no keys to re-read ([auth] mode = "none")')
+
+
 async def serve_app(settings: Settings, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return."""
     app = await create_app(settings)
@@ -61,6 +67,8 @@ async def serve_app(settings: Settings, reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    auth = app.get(AUTH)
+    loop.add_signal_handler(signal.SIGHUP, auth.reload if auth is not None else _nothing_to_reload)
     log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
     try:
         await stop.wait()
@@ -75,6 +83,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     settings = _with_flags(settings, args)
+    exposed = exposure_problem(settings.server.host, settings.auth)
+    if exposed is not None:  # `--host` is applied after the file was validated
+        print(f"invalid configuration:\n{exposed}", file=sys.stderr)
+        return 2
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     if settings.server.workers > 1:
         log.info(_banner(settings))

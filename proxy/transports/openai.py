@@ -26,7 +26,7 @@ from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
 from proxy.transports.collect import Collector, error_status, stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.refusals import http_status
 from proxy.transports.sse import SSE_HEADERS
@@ -257,8 +257,12 @@ class OpenAITransport:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             chat = parse_chat_request(await read_json_object(request))
-            stream = self._engine.open_chat(
-                chat.model, chat.messages, chat.options, arrived_at=request.get(ARRIVED_AT)
+            stream = await self._engine.open_chat(
+                chat.model,
+                chat.messages,
+                chat.options,
+                arrived_at=request.get(ARRIVED_AT),
+                caller=request.get(CALLER),
             )
         except (RequestError, Refused) as exc:
             return request_error_response(exc)

@@ -14,7 +14,7 @@ from aiohttp import web
 from proxy.engine import Engine
 from proxy.observability.observer import Observer
 from proxy.transports.collect import Collector, error_status, stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.wire import encode_json
 
@@ -28,8 +28,12 @@ class RunTransport:
         agent = request.match_info["agent"]
         self._engine.check_agent(agent)
         body = await read_json_object(request)
-        stream = self._engine.open(
-            agent, body.get("prompt"), body.get("conversation_id"), arrived_at=request.get(ARRIVED_AT)
+        stream = await self._engine.open(
+            agent,
+            body.get("prompt"),
+            body.get("conversation_id"),
+            arrived_at=request.get(ARRIVED_AT),
+            caller=request.get(CALLER),
         )
         collected = Collector()
         ctx = stream_context(request, stream.id, agent, "run")

@@ -8,7 +8,7 @@ from proxy.engine import Engine
 from proxy.events import Event
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.wire import encode_json
 
@@ -47,7 +47,9 @@ class SSETransport:
     async def _stream(
         self, request: web.Request, agent: str, prompt: object, conversation_id: object
     ) -> web.StreamResponse:
-        stream = self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
+        stream = await self._engine.open(
+            agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT), caller=request.get(CALLER)
+        )
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
             await response.prepare(request)

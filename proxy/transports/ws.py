@@ -13,7 +13,7 @@ from proxy.engine import Engine, Stream
 from proxy.engine.refusals import Refused
 from proxy.events import Event
 from proxy.observability.observer import Observer
-from proxy.transports.http import stream_context
+from proxy.transports.http import CALLER, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.wire import encode_json
 
@@ -88,8 +88,12 @@ class _Socket:
             return
         arrived = time.monotonic()
         try:
-            stream = self.t.engine.open(
-                agent, frame.get("prompt"), frame.get("conversation_id"), arrived_at=arrived
+            stream = await self.t.engine.open(
+                agent,
+                frame.get("prompt"),
+                frame.get("conversation_id"),
+                arrived_at=arrived,
+                caller=self.request.get(CALLER),
             )
         except Refused as exc:
             # The refusal is this request's last frame: no `start`, so no `end` follows.

@@ -1,0 +1,1 @@
+"""Identity, keys, short-lived tokens and per-key limits (DESIGN section 9)."""
