@@ -46,7 +46,8 @@ class Limiter:
     ) -> None:
         self.store = store
         self._on_limited = on_limited
-        self._clock = clock
+        self.clock = clock
+        """Injectable, so that tests can stand at a window's or a token's edge."""
         self._pending: set[asyncio.Task[None]] = set()
 
     def _refuse(
@@ -66,7 +67,7 @@ class Limiter:
         limits = identity.limits
         if limits is None:
             return None
-        name, now = identity.name, self._clock()
+        name, now = identity.name, self.clock()
         quota: dict[str, Decision] = {}
         if limits.tokens_per_minute is not None:
             tokens = await self.store.hit(f"{name}:tokens", WINDOW_S, 0, limits.tokens_per_minute, now)
@@ -100,7 +101,7 @@ class Limiter:
             await self.store.release_slot(f"{grant.key}:streams")
         if grant.charge_tokens and tokens:
             # Charged whatever the window holds: the upstream already spent these tokens.
-            await self.store.hit(f"{grant.key}:tokens", WINDOW_S, tokens, 1 << 62, self._clock())
+            await self.store.hit(f"{grant.key}:tokens", WINDOW_S, tokens, 1 << 62, self.clock())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -106,12 +106,19 @@ class Auth:
 
     def install(self, app: web.Application, engine: Engine) -> None:
         app[AUTH] = self
-        app.middlewares.append(web.middleware(self.middleware))
+        check = self.check
+
+        @web.middleware
+        async def credentials(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await check(request, handler)
+
+        app.middlewares.append(credentials)
         app.on_response_prepare.append(_quota_headers)
         self._engine = engine
         app.router.add_post("/v1/tokens", self.post_tokens)
 
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The middleware: a `Caller` on the request, or 401 before the handler runs."""
         route = _route(request)
         if route in PUBLIC_PATHS:
             return await handler(request)

@@ -52,14 +52,15 @@ class TokenSigner:
 
     def __init__(self, secret: bytes | None, clock: Callable[[], float] = time.time) -> None:
         self._secret = secret if secret is not None else secrets.token_bytes(32)
-        self._clock = clock
+        self.clock = clock
+        """Injectable, so that tests can stand at a window's or a token's edge."""
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
     def issue(self, key: str, agent: str | None, ttl_s: float) -> tuple[str, int]:
         """(token, expires_at as Unix seconds)."""
-        expires_at = int(self._clock() + ttl_s)
+        expires_at = int(self.clock() + ttl_s)
         payload = _b64(orjson.dumps({"k": key, "a": agent, "e": expires_at}))
         return f"{TOKEN_PREFIX}{payload}.{self._sign(payload)}", expires_at
 
@@ -76,6 +77,6 @@ class TokenSigner:
             raise TokenError("invalid_token") from exc
         if result.agent is not None and not isinstance(result.agent, str):
             raise TokenError("invalid_token")
-        if result.expires_at <= self._clock():
+        if result.expires_at <= self.clock():
             raise TokenError("expired_token")
         return result
