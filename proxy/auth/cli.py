@@ -25,7 +25,7 @@ def run_create(args: argparse.Namespace) -> int:
         "",
         f"    {key}",
         "",
-        "Add these lines to the proxy's config (in a keys_file, write [[keys]] instead of [[auth.keys]]):",
+        "Add these lines to the proxy's config (in a keys_file, the table is named [[keys]]):",
         "",
         "[[auth.keys]]",
         f'name = "{entry.name}"',
