@@ -68,7 +68,7 @@ async def traffic(session: aiohttp.ClientSession, url: str, rec: Recorder) -> No
         while True:  # alpha's window is spent by now: an `error` frame ends this request
             frame = await ws.receive_json(timeout=10)
             rec.seen.append(str(frame))
-            if frame["type"] == "end" or frame["type"] == "error" and frame["stream_id"] is None:
+            if frame["type"] == "end" or (frame["type"] == "error" and frame["stream_id"] is None):
                 break
     async with AsyncOpenAI(base_url=f"{url}/v1", api_key=BETA, max_retries=0) as client:
         answer = await client.chat.completions.create(model="b", messages=[{"role": "user", "content": "hi"}])
