@@ -31,7 +31,8 @@ def new_key() -> str:
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # Header bytes that are not UTF-8 arrive as surrogates: they must hash (to nothing known), not raise.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class KeysFile(BaseModel):

@@ -80,7 +80,14 @@ class Limiter:
             if not slot:
                 raise self._refuse(caller, "concurrency", SLOT_RETRY_AFTER_S, quota)
         if limits.requests_per_minute is not None:
-            requests = await self.store.hit(f"{name}:requests", WINDOW_S, 1, limits.requests_per_minute, now)
+            try:
+                requests = await self.store.hit(
+                    f"{name}:requests", WINDOW_S, 1, limits.requests_per_minute, now
+                )
+            except BaseException:  # a store error, or the request cancelled: the slot is not kept
+                if slot:
+                    self._spawn(self.store.release_slot(f"{name}:streams"))
+                raise
             quota["requests"] = requests
             if not requests.allowed:
                 if slot:

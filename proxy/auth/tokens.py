@@ -56,7 +56,9 @@ class TokenSigner:
         """Injectable, so that tests can stand at a window's or a token's edge."""
 
     def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        return _b64(
+            hmac.new(self._secret, payload.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+        )
 
     def issue(self, key: str, agent: str | None, ttl_s: float) -> tuple[str, int]:
         """(token, expires_at as Unix seconds)."""
@@ -68,7 +70,9 @@ class TokenSigner:
         if len(token) > MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
             raise TokenError("invalid_token")
         payload, _, signature = token[len(TOKEN_PREFIX) :].partition(".")
-        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
+        if not hmac.compare_digest(
+            signature.encode("utf-8", "surrogateescape"), self._sign(payload).encode()
+        ):
             raise TokenError("invalid_token")
         try:
             claims = orjson.loads(_unb64(payload))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -256,3 +257,31 @@ async def test_a_token_lasts_its_ttl(proxy: Proxy, session: aiohttp.ClientSessio
         longest = await resp.json()
     assert 299 <= default["expires_at"] - now <= 301
     assert 3599 <= longest["expires_at"] - now <= 3601
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [b"Authorization: Bearer \xff\xfe\x00x", b"x-api-key: \xc3\x28", b"Authorization: Bearer apt_\xff.\xfe"],
+)
+async def test_credentials_that_are_not_utf8_get_401_not_500(proxy: Proxy, credential: bytes) -> None:
+    host, port = proxy.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"GET /v1/agents/a/stream?prompt=hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + credential
+        + b"\r\n\r\n"
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status_line.split()[1] in (b"400", b"401"), status_line
+
+
+@pytest.mark.parametrize(
+    "token", ["%FF%FE", "apt_%FF.%FE", "apt_\u00e9\u00e9.\u2603", "apt_" + "=" * 10 + "."]
+)
+async def test_odd_tokens_in_the_url_get_401(
+    proxy: Proxy, session: aiohttp.ClientSession, token: str
+) -> None:
+    async with session.get(f"{proxy.url}/v1/agents/a/stream?prompt=hi&token={token}") as resp:
+        assert resp.status == 401
