@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	scripts/ensure-prometheus.sh
+	scripts/ensure-redis.sh
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest

@@ -10,15 +10,18 @@ stream (the engine calls it from the one place every stream passes when it close
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.auth.identity import Caller
-from proxy.engine.refusals import RateLimited
+from proxy.engine.refusals import RateLimited, StateUnavailable
 from proxy.events import End
 from proxy.state.limits import Decision, LimitStore
+
+log = logging.getLogger("agent_proxy.auth")
 
 WINDOW_S = 60.0
 SLOT_RETRY_AFTER_S = 1.0
@@ -104,11 +107,16 @@ class Limiter:
         self._spawn(self._release(grant, tokens))
 
     async def _release(self, grant: Grant, tokens: int) -> None:
-        if grant.slot:
-            await self.store.release_slot(f"{grant.key}:streams")
-        if grant.charge_tokens and tokens:
-            # Charged whatever the window holds: the upstream already spent these tokens.
-            await self.store.hit(f"{grant.key}:tokens", WINDOW_S, tokens, 1 << 62, self.clock())
+        try:
+            if grant.slot:
+                await self.store.release_slot(f"{grant.key}:streams")
+            if grant.charge_tokens and tokens:
+                # Charged whatever the window holds: the upstream already spent these tokens.
+                await self.store.hit(f"{grant.key}:tokens", WINDOW_S, tokens, 1 << 62, self.clock())
+        except StateUnavailable:
+            log.warning(
+                "limits of key %r not updated at the end of a stream: shared state unavailable", grant.key
+            )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
