@@ -21,6 +21,7 @@ from proxy.engine.refusals import Refused
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.openapi import install_openapi
 from proxy.state.limits import MemoryLimitStore
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, CALLER, error_response
@@ -126,6 +127,7 @@ async def create_app(settings: Settings) -> web.Application:
         auth.install(app, engine)
     else:
         app.router.add_post("/v1/tokens", tokens_without_auth)
+    install_openapi(app, auth=auth is not None)
 
     async def _shutdown(app: web.Application) -> None:
         await registry.aclose()
