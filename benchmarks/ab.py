@@ -1,12 +1,13 @@
 """The proxy's CPU per stream against a previous version of itself, measured side by side in one run.
 
-    .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6]
+    .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6] [--auth]
 
 Checks `--base` out into a temporary git worktree, starts the mock upstream once and two proxies on
 it (the base and the working tree, with the same config and the same venv), warms both up, then
 alternates the same load between them round by round (the order flips each round), so the noise of a
 shared machine falls on both alike. Prints the median proxy CPU per stream (from /proc) and TTFT p50
-of each, and their ratio.
+of each, and their ratio. `--auth` runs the working tree with `[auth] mode = "keys"` (one key with
+limits) and sends that key from both loads: with `--base HEAD`, the cost of auth and limits alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bench import CONFIG, ROOT, cpu_seconds, free_port, wait_ready
 
+from proxy.auth.keys import hash_key, new_key
 from proxy.loadtest import LoadConfig, run_load
 from proxy.loadtest.config import Target
 
@@ -31,8 +33,19 @@ def spawn(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
+AUTH_KEY = new_key()
+AUTH_CONFIG = f"""
+[auth]
+mode = "keys"
+[[auth.keys]]
+name = "bench"
+sha256 = "{hash_key(AUTH_KEY)}"
+limits = {{ requests_per_minute = 100000000, tokens_per_minute = 100000000000, concurrent_streams = 100000 }}
+"""
+
+
 class Proxy:
-    def __init__(self, name: str, tree: Path, config: Path) -> None:
+    def __init__(self, name: str, tree: Path, config: Path, headers: dict[str, str]) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,6 +53,7 @@ class Proxy:
         self.process = spawn(
             "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(self.port), cwd=tree
         )
+        self.headers = headers
         self.cpu: list[float] = []
         self.ttft: list[float] = []
 
@@ -50,6 +64,7 @@ class Proxy:
             agent="fast",
             concurrency=concurrency,
             requests=requests,
+            headers=self.headers,
         )
         before = cpu_seconds(self.process.pid)
         result = await run_load(config)
@@ -64,7 +79,15 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
     mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
     config = Path(tempfile.mkdtemp()) / "ab.toml"
     config.write_text(CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1))
-    proxies = [Proxy(f"base ({args.base})", base_tree, config), Proxy("working tree", ROOT, config)]
+    new_config, headers = config, {}
+    if args.auth:
+        new_config = config.with_name("ab-auth.toml")
+        new_config.write_text(config.read_text() + AUTH_CONFIG)
+        headers = {"Authorization": f"Bearer {AUTH_KEY}"}
+    proxies = [
+        Proxy(f"base ({args.base})", base_tree, config, headers),
+        Proxy("working tree" + (" with auth" if args.auth else ""), ROOT, new_config, headers),
+    ]
     try:
         await wait_ready(f"http://127.0.0.1:{mock_port}/health")
         for proxy in proxies:
@@ -102,6 +125,7 @@ def main() -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 20])
     parser.add_argument("--requests", type=int, default=200, help="streams per round and proxy")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--auth", action="store_true", help="the working tree with keys and limits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
