@@ -295,14 +295,18 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             return demo_settings()
         except ValidationError as exc:
             raise ConfigError(_format("environment", exc)) from exc
-    source = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    data = read_toml(path)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format(source, exc)) from exc
+        raise ConfigError(_format(str(path), exc)) from exc
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's TOML data; `ConfigError` naming the file when it cannot be read or parsed."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -49,15 +48,13 @@ class KeysFileError(Exception):
 
 def load_keys_file(path: str | Path, agents: Iterable[str]) -> list[KeySettings]:
     """The keys of `path`, validated against the configured agents; raises `KeysFileError`."""
-    from proxy.config import unknown_agent_problems  # config imports this module's settings
+    from proxy.config import ConfigError, read_toml, unknown_agent_problems  # config imports this module
 
     source = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KeysFileError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise KeysFileError(f"{source}: not valid TOML: {exc}") from exc
+        data = read_toml(path)
+    except ConfigError as exc:
+        raise KeysFileError(str(exc)) from exc
     try:
         keys = KeysFile(**data).keys
     except ValidationError as exc:

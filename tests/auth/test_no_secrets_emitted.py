@@ -9,26 +9,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from openai import AsyncOpenAI
 
 from proxy.mock_upstream import MockServer
 from tests.auth.helpers import ALPHA, BETA, TOKEN_SECRET, TOKEN_SECRET_ENV, bearer
-from tests.observability.test_export import FakeCollector
+from tests.observability.test_export import FakeCollector, running_collector
 from tests.serving import serve
 
 
 @pytest.fixture
 async def collector() -> AsyncIterator[FakeCollector]:
-    fake = FakeCollector()
-    app = web.Application()
-    app.router.add_post("/v1/traces", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield fake
-    await runner.cleanup()
+    async with running_collector() as fake:
+        yield fake
 
 
 class Recorder:
