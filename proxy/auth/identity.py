@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from proxy.auth.settings import KeySettings, LimitSettings
@@ -42,10 +42,30 @@ ANONYMOUS = Identity(ANONYMOUS_KEY)
 
 
 class Caller:
-    """One request's caller: its identity, and the quota its admission left (for the headers)."""
+    """One request's caller: its identity, and the quota its admission left (for the headers).
 
-    __slots__ = ("identity", "quota")
+    A WebSocket keeps its caller for many prompts; `refresh` looks the key up again in the keys in
+    force (`lookup`), so that a key revoked by a reload is refused on its next prompt."""
 
-    def __init__(self, identity: Identity) -> None:
+    __slots__ = ("_agent", "_lookup", "identity", "quota")
+
+    def __init__(
+        self,
+        identity: Identity,
+        lookup: Callable[[str], Identity | None] | None = None,
+        agent: str | None = None,
+    ) -> None:
         self.identity = identity
         self.quota: Quota | None = None
+        self._lookup = lookup
+        self._agent = agent
+
+    def refresh(self) -> bool:
+        """Take the key's current settings; False when it was revoked."""
+        if self._lookup is None:
+            return True
+        found = self._lookup(self.identity.name)
+        if found is None:
+            return False
+        self.identity = found.bound_to(self._agent)
+        return True

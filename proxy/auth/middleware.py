@@ -123,7 +123,7 @@ class Auth:
         if route in PUBLIC_PATHS:
             return await handler(request)
         try:
-            identity = self.authenticate(request, (request.method, route) in TOKEN_ROUTES)
+            identity, agent = self.authenticate(request, (request.method, route) in TOKEN_ROUTES)
         except Unauthorized as exc:
             self._on_failure(exc.reason)
             if route in OPENAI_PATHS:
@@ -132,10 +132,14 @@ class Auth:
                 response = error_response(RequestError(401, "unauthorized", exc.message))
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        request[CALLER] = Caller(identity)
+        request[CALLER] = Caller(identity.bound_to(agent), self._named, agent)
         return await handler(request)
 
-    def authenticate(self, request: web.Request, takes_tokens: bool) -> Identity:
+    def _named(self, name: str) -> Identity | None:
+        return self.keys.ring.named(name)
+
+    def authenticate(self, request: web.Request, takes_tokens: bool) -> tuple[Identity, str | None]:
+        """The caller's identity, and the agent its token is bound to (None: not bound)."""
         ring = self.keys.ring
         token: str | None = None
         if request.query_string:
@@ -151,7 +155,7 @@ class Auth:
         if credential is not None:
             identity = ring.find(credential)
             if identity is not None:
-                return identity
+                return identity, None
             if not credential.startswith(TOKEN_PREFIX):
                 raise Unauthorized("invalid_key", "the key is not valid")
             token = credential
@@ -173,7 +177,7 @@ class Auth:
         identity = ring.named(claims.key)
         if identity is None:  # its key was revoked
             raise Unauthorized("invalid_token", "the token is not valid")
-        return identity.bound_to(claims.agent)
+        return identity, claims.agent
 
     async def post_tokens(self, request: web.Request) -> web.Response:
         """`POST /v1/tokens` with a key: `{"token", "expires_at"}`. Body (optional): `agent` binds the

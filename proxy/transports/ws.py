@@ -86,6 +86,10 @@ class _Socket:
         if not isinstance(agent, str):
             await self.error("bad_request", "`agent` must be a string", request_id)
             return
+        caller = self.request.get(CALLER)
+        if caller is not None and not caller.refresh():
+            await self.error("unauthorized", "the key of this socket was revoked", request_id)
+            return
         arrived = time.monotonic()
         try:
             stream = await self.t.engine.open(
@@ -93,7 +97,7 @@ class _Socket:
                 frame.get("prompt"),
                 frame.get("conversation_id"),
                 arrived_at=arrived,
-                caller=self.request.get(CALLER),
+                caller=caller,
             )
         except Refused as exc:
             # The refusal is this request's last frame: no `start`, so no `end` follows.

@@ -105,15 +105,22 @@ async def test_sighup_rotates_the_keys_file_without_dropping_running_streams(
     keys_file.write_text(alpha_toml + beta_toml)
     async with serve("--config", str(write_config(tmp_path, mock, keys_file))) as served:
         assert await status_of(session, served, alpha) == 200
-        async with session.post(
-            f"{served.url}/v1/agents/a/stream", json={"prompt": "hi"}, headers=bearer(alpha)
-        ) as running:
+        async with (
+            session.ws_connect(f"{served.url}/v1/ws", headers=bearer(alpha)) as ws,
+            session.post(
+                f"{served.url}/v1/agents/a/stream", json={"prompt": "hi"}, headers=bearer(alpha)
+            ) as running,
+        ):
             assert [e.event for e in (await read_sse(running, stop_after=2)).events] == ["start", "delta"]
 
             keys_file.write_text(beta_toml)  # alpha revoked
             await sighup_and_wait(served, "keys reloaded")
             assert await status_of(session, served, alpha) == 401
             assert await status_of(session, served, beta) == 200
+            # A socket opened with alpha before: its next prompt is refused, the socket stays.
+            await ws.send_json({"type": "prompt", "request_id": "r1", "agent": "a", "prompt": "hi"})
+            frame = await ws.receive_json(timeout=10)
+            assert (frame["type"], frame["code"], frame["request_id"]) == ("error", "unauthorized", "r1")
             rest = await read_sse(running)
         assert rest.end["finish_reason"] == "stop"  # the stream already running on alpha finished
 
