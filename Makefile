@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench setup clean
+.PHONY: run test lint typecheck pytest fuzz bench setup clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
+
+# Longer fuzzing than the bounded run in `make test`.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/pytest tests/test_fuzz.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
