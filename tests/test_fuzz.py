@@ -23,6 +23,7 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import values as prometheus_values
 from schemathesis import Case
 
 from proxy.app import ENGINE, create_app
@@ -55,6 +56,14 @@ class Threaded:
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[Threaded]:
+    # Outlives the per-test metrics isolation of conftest.py: it must start in-memory mode itself.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        patch.setattr(prometheus_values, "ValueClass", prometheus_values.MutexValue)
+        yield from _threaded_proxy()
+
+
+def _threaded_proxy() -> Iterator[Threaded]:
     loop = asyncio.new_event_loop()
     started = threading.Event()
     box: dict[str, Any] = {}

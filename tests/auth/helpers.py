@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from proxy.auth.keys import hash_key, new_key
@@ -24,6 +25,17 @@ def keyed_settings(
     mock: MockServer, agents: dict[str, Any], keys: list[dict[str, Any]], **auth: Any
 ) -> Settings:
     return settings_for(mock, agents, auth={"mode": "keys", "keys": keys, **auth})
+
+
+def config_file(tmp_path: Path, mock: MockServer, agents: dict[str, str], rest: str) -> Path:
+    """A config file for `agent-proxy serve`: the mock upstream, `agents` (name -> mock model string),
+    then the TOML of `rest`."""
+    lines = ["[upstreams.mock]", f'base_url = "{mock.base_url}"']
+    for name, model in agents.items():
+        lines += [f"[agents.{name}]", f'model = "mock:{model}"']
+    path = tmp_path / "proxy.toml"
+    path.write_text("\n".join(lines) + "\n" + rest)
+    return path
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from proxy.cli import main
 from proxy.config import ConfigError, load_settings
 from proxy.mock_upstream import MockServer
-from tests.auth.helpers import bearer
+from tests.auth.helpers import bearer, config_file
 from tests.conftest import wait_until
 from tests.serving import Served, serve
 from tests.support import read_sse
@@ -67,21 +67,9 @@ def test_keys_create_refuses_a_name_that_is_not_a_label(cli: Cli) -> None:
 
 
 def write_config(tmp_path: Path, mock: MockServer, keys_file: Path) -> Path:
-    config = tmp_path / "proxy.toml"
-    config.write_text(
-        f"""
-[upstreams.mock]
-base_url = "{mock.base_url}"
-
-[agents.a]
-model = "mock:m?chunks=40&gap_ms=25"
-
-[auth]
-mode = "keys"
-keys_file = "{keys_file}"
-"""
+    return config_file(
+        tmp_path, mock, {"a": "m?chunks=40&gap_ms=25"}, f'[auth]\nmode = "keys"\nkeys_file = "{keys_file}"\n'
     )
-    return config
 
 
 async def status_of(session: aiohttp.ClientSession, served: Served, key: str) -> int:

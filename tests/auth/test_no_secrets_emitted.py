@@ -12,7 +12,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from proxy.mock_upstream import MockServer
-from tests.auth.helpers import ALPHA, BETA, TOKEN_SECRET, TOKEN_SECRET_ENV, bearer
+from tests.auth.helpers import ALPHA, BETA, TOKEN_SECRET, TOKEN_SECRET_ENV, bearer, config_file
 from tests.observability.test_export import FakeCollector, running_collector
 from tests.serving import serve
 
@@ -71,15 +71,7 @@ async def test_no_key_token_or_hash_appears_in_logs_metrics_spans_or_responses(
     tmp_path: Path, mock: MockServer, collector: FakeCollector, session: aiohttp.ClientSession
 ) -> None:
     hashes = [hashlib.sha256(k.encode()).hexdigest() for k in (ALPHA, BETA)]
-    config = tmp_path / "proxy.toml"
-    config.write_text(
-        f"""
-[upstreams.mock]
-base_url = "{mock.base_url}"
-[agents.a]
-model = "mock:m?chunks=3"
-[agents.b]
-model = "mock:n?chunks=2"
+    rest = f"""
 [observability]
 log_level = "DEBUG"
 tracing = "on"
@@ -95,7 +87,7 @@ name = "beta"
 sha256 = "{hashes[1]}"
 agents = ["b"]
 """
-    )
+    config = config_file(tmp_path, mock, {"a": "m?chunks=3", "b": "n?chunks=2"}, rest)
     env = {TOKEN_SECRET_ENV: TOKEN_SECRET, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
     rec = Recorder()
     async with serve("--config", str(config), env=env) as served:
