@@ -7,7 +7,7 @@ DEV    := $(VENV)/.dev-stamp
 JS_STAMP := tests/js/node_modules/.package-lock.json
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench setup clean
+.PHONY: run test lint typecheck pytest fuzz bench setup clean
 
 setup: $(DEV)
 
@@ -45,6 +45,10 @@ pytest: $(DEV) $(JS_STAMP)
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
+
+# Longer fuzzing than the bounded run in `make test`.
+fuzz: $(DEV)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/pytest tests/test_fuzz.py $(ARGS)
 
 bench: $(DEV)
 	$(BIN)/python benchmarks/bench.py $(ARGS)

@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6]
     .venv/bin/python benchmarks/ab.py --base HEAD --redis     # memory backend (base) vs Redis (new)
+    .venv/bin/python benchmarks/ab.py --base HEAD --auth      # no keys (base) vs keys and limits (new)
 
 With `--redis` the working tree's proxy keeps its state (conversations, stream logs, leases) in a
 redis-server started for the run; the base keeps it in memory. Redis's memory after the load is
-printed, and whether every key it holds expires.
+printed, and whether every key it holds expires. `--auth` runs the working tree with
+`[auth] mode = "keys"` (one key with limits) and sends that key from both loads.
 
 Checks `--base` out into a temporary git worktree, starts the mock upstream once and two proxies on
 it (the base and the working tree, with the same config and the same venv), warms both up, then
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from bench import CONFIG, ROOT, cpu_seconds, free_port, rss_mib, wait_ready
 
+from proxy.auth.keys import hash_key, new_key
 from proxy.loadtest import LoadConfig, run_load
 from proxy.loadtest.config import Target
 
@@ -39,6 +42,17 @@ def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
         stderr=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
+
+
+AUTH_KEY = new_key()
+AUTH_CONFIG = f"""
+[auth]
+mode = "keys"
+[[auth.keys]]
+name = "bench"
+sha256 = "{hash_key(AUTH_KEY)}"
+limits = {{ requests_per_minute = 100000000, tokens_per_minute = 100000000000, concurrent_streams = 100000 }}
+"""
 
 
 class Redis:
@@ -78,7 +92,14 @@ class Redis:
 
 
 class Proxy:
-    def __init__(self, name: str, tree: Path, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        tree: Path,
+        config: Path,
+        headers: dict[str, str],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,6 +107,7 @@ class Proxy:
         self.process = spawn(
             "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(self.port), cwd=tree, env=env
         )
+        self.headers = headers
         self.cpu: list[float] = []
         self.ttft: list[float] = []
 
@@ -96,6 +118,7 @@ class Proxy:
             agent="fast",
             concurrency=concurrency,
             requests=requests,
+            headers=self.headers,
         )
         before = cpu_seconds(self.process.pid)
         result = await run_load(config)
@@ -112,8 +135,16 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
     config.write_text(CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1))
     redis = Redis(tempfile.mkdtemp()) if args.redis else None
     new_env = {"AGENT_PROXY_STATE__BACKEND": "redis", "AGENT_PROXY_REDIS_URL": redis.url} if redis else None
-    new_name = "working tree, redis" if redis else "working tree"
-    proxies = [Proxy(f"base ({args.base})", base_tree, config), Proxy(new_name, ROOT, config, new_env)]
+    new_name = "working tree" + (", redis" if redis else "") + (", auth" if args.auth else "")
+    new_config, headers = config, {}
+    if args.auth:
+        new_config = config.with_name("ab-auth.toml")
+        new_config.write_text(config.read_text() + AUTH_CONFIG)
+        headers = {"Authorization": f"Bearer {AUTH_KEY}"}
+    proxies = [
+        Proxy(f"base ({args.base})", base_tree, config, headers),
+        Proxy(new_name, ROOT, new_config, headers, new_env),
+    ]
     try:
         await wait_ready(f"http://127.0.0.1:{mock_port}/health")
         for proxy in proxies:
@@ -157,6 +188,7 @@ def main() -> None:
     parser.add_argument(
         "--redis", action="store_true", help="the working tree on Redis-backed state (base: memory)"
     )
+    parser.add_argument("--auth", action="store_true", help="the working tree with keys and limits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"

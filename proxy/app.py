@@ -10,6 +10,9 @@ import orjson
 from aiohttp import web
 
 from proxy.agents import build_registry
+from proxy.auth.identity import ANONYMOUS
+from proxy.auth.limits import Limiter
+from proxy.auth.middleware import Auth, tokens_without_auth
 from proxy.config import DEMO_UPSTREAM, Settings, UpstreamSettings
 from proxy.engine import Engine
 from proxy.engine.breaker import Breakers
@@ -18,11 +21,15 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
+from proxy.openapi import install_openapi
 from proxy.playground import Playground
 from proxy.state import build_state
+from proxy.state.limits import MemoryLimitStore
+from proxy.state.redis import RedisState
+from proxy.state.redis_limits import RedisLimitStore
 from proxy.transports.ag_ui import AG_UI
 from proxy.transports.cors import install_cors
-from proxy.transports.http import ARRIVED_AT, MAX_BODY_BYTES, error_response
+from proxy.transports.http import ARRIVED_AT, CALLER, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
 from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
@@ -70,10 +77,32 @@ async def create_app(settings: Settings) -> web.Application:
     mock: MockServer | None = None
     if settings.demo:
         settings, mock = await _start_demo_upstream(settings)
-    telemetry = Telemetry(settings.observability, agents=list(settings.agents), models=_model_names(settings))
+    auth_settings = settings.auth
+    telemetry = Telemetry(
+        settings.observability,
+        agents=list(settings.agents),
+        models=_model_names(settings),
+        keys=[k.name for k in auth_settings.keys] if auth_settings.mode == "keys" else [ANONYMOUS.name],
+        max_keys=auth_settings.max_key_labels,
+    )
+    state = build_state(settings, telemetry.state_metrics)
+    auth: Auth | None = None
+    if auth_settings.mode == "keys":
+        metrics = telemetry.metrics
+        # Limits hold across processes and replicas where the rest of the state does.
+        limits = (
+            RedisLimitStore(state.redis, f"{settings.state.key_prefix}limits:")
+            if isinstance(state, RedisState)
+            else MemoryLimitStore()
+        )
+        auth = Auth(
+            auth_settings,
+            list(settings.agents),
+            limiter=Limiter(limits, on_limited=metrics.rate_limited),
+            on_failure=metrics.auth_failed,
+        )
     registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings())
     await registry.start()
-    state = build_state(settings, telemetry.state_metrics)
     await state.start()
     engine = Engine(
         registry,
@@ -83,6 +112,7 @@ async def create_app(settings: Settings) -> web.Application:
         max_prompt_chars=settings.server.max_prompt_chars,
         grace_s=settings.resume.grace_s,
         metrics=telemetry.state_metrics,
+        limiter=auth.limiter if auth is not None else None,
     )
     observer = telemetry.observer
     server = settings.server
@@ -123,6 +153,11 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/", playground.root)
     app.router.add_get("/playground", playground.page)
     app.router.add_get("/playground/{name}", playground.asset)
+    if auth is not None:
+        auth.install(app, engine)
+    else:
+        app.router.add_post("/v1/tokens", tokens_without_auth)
+    install_openapi(app, auth=auth is not None)
 
     async def _shutdown(app: web.Application) -> None:
         await state.aclose()
@@ -166,8 +201,16 @@ async def _readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready", "agents": len(engine.registry.agents)})
 
 
-def _agent_list(registry: AgentRegistry, engine: Engine) -> list[dict[str, object]]:
+def _visible_agents(request: web.Request) -> list[str]:
+    """The agents the caller may use, sorted."""
+    caller = request.get(CALLER)
+    identity = caller.identity if caller is not None else ANONYMOUS
+    return sorted(name for name in request.app[ENGINE].registry.agents if identity.may_use(name))
+
+
+def _agent_list(registry: AgentRegistry, engine: Engine, names: list[str]) -> list[dict[str, object]]:
     states = engine.breakers.states()
+    runtimes = [(name, registry.agents[name]) for name in names]
     return [
         {
             "name": name,
@@ -177,20 +220,19 @@ def _agent_list(registry: AgentRegistry, engine: Engine) -> list[dict[str, objec
             "retry": rt.retry.model_dump(),
             "timeouts": rt.timeouts.model_dump(),
         }
-        for name, rt in sorted(registry.agents.items())
+        for name, rt in runtimes
     ]
 
 
 async def _agents(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    return _json({"agents": _agent_list(engine.registry, engine)})
+    return _json({"agents": _agent_list(engine.registry, engine, _visible_agents(request))})
 
 
 async def _models(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "agent-proxy"}
-        for name in sorted(engine.registry.agents)
+        for name in _visible_agents(request)
     ]
     return _json({"object": "list", "data": data})
 

@@ -1,4 +1,4 @@
-"""`agent-proxy serve | mock-upstream | loadtest | check-config`."""
+"""`agent-proxy serve | mock-upstream | loadtest | check-config | keys`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     from proxy import serve
+    from proxy.auth import cli as keys_cli
     from proxy.loadtest import cli as loadtest_cli
     from proxy.mock_upstream import cli as mock_cli
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     mock_cli.register(sub)
     loadtest_cli.register(sub)
+    keys_cli.register(sub)
     return parser
 
 

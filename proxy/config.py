@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -24,6 +25,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from proxy.auth.keys import KeysFileError, load_keys_file
+from proxy.auth.settings import AuthSettings, KeySettings, duplicate_key_problems, exposure_problem
 from proxy.observability.settings import ObservabilitySettings
 from proxy.structured import SchemaLoadError, load_schema
 
@@ -208,6 +211,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     resume: ResumeSettings = ResumeSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    auth: AuthSettings = AuthSettings()
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
     mcp_servers: dict[str, MCPServerSettings] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
@@ -243,6 +247,24 @@ class Settings(BaseSettings):
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return settings
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        problems = list(self.auth.problems())
+        if self.auth.keys_file is not None:
+            try:
+                file_keys = load_keys_file(self.auth.keys_file, self.agents)
+            except KeysFileError as exc:
+                problems.append(f"auth.keys_file: {exc}")
+            else:
+                problems.extend(duplicate_key_problems([*self.auth.keys, *file_keys], "auth.keys_file"))
+        problems.extend(unknown_agent_problems(self.auth.keys, self.agents, "auth.keys"))
+        exposed = exposure_problem(self.server.host, self.auth)
+        if exposed is not None:
+            problems.append(exposed)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     def retry_for(self, agent: str) -> RetrySettings:
         return self.retry.model_copy(update=self.agents[agent].retry)
@@ -292,6 +314,16 @@ def _reference_problems(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str
                     (("agents", name, key, *(str(p) for p in e["loc"])), e["msg"]) for e in exc.errors()
                 )
     return problems
+
+
+def unknown_agent_problems(keys: Sequence[KeySettings], agents: Iterable[str], where: str) -> list[str]:
+    known = set(agents)
+    return [
+        f"{where}[{i}].agents: no [agents.{agent}]"
+        for i, key in enumerate(keys)
+        for agent in key.agents or ()
+        if agent not in known
+    ]
 
 
 class ConfigError(Exception):
@@ -364,14 +396,18 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             return demo_settings()
         except ValidationError as exc:
             raise ConfigError(_format("environment", exc)) from exc
-    source = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    data = read_toml(path)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format(source, exc)) from exc
+        raise ConfigError(_format(str(path), exc)) from exc
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's TOML data; `ConfigError` naming the file when it cannot be read or parsed."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc

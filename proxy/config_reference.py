@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import proxy.mock_upstream
+from proxy.auth.settings import KeySettings, LimitSettings
 from proxy.config import AgentSettings, MCPServerSettings, Settings, UpstreamSettings
 
 
@@ -31,6 +32,8 @@ def config_reference() -> str:
     lines += _rows("[upstreams.NAME]", UpstreamSettings)
     lines += _rows("[mcp_servers.NAME]", MCPServerSettings)
     lines += _rows("[agents.NAME]", AgentSettings)
+    lines += _rows("[[auth.keys]]", KeySettings)
+    lines += _rows("[[auth.keys]] limits", LimitSettings)
     return "\n".join(lines)
 
 

@@ -3,8 +3,10 @@ interface (`proxy.engine.shared.ConversationStore`, `proxy/state/redis.py`).
 
 A conversation is written once per successful stream, with the run's whole message list, so the
 final assistant message is stored exactly once however the client consumed the stream. Failed or
-cancelled streams leave the conversation as it was. A conversation belongs to the owner that
-created it; any other owner is told it does not exist.
+cancelled streams leave the conversation as it was.
+
+A conversation belongs to the key that created it (its `owner`, the key's name): a read by any other
+owner finds nothing, exactly as for an unknown id, so that existence is not revealed.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class MemoryConversationStore:
     ) -> None:
         now = self._clock()
         self._expire(now)
+        item = self._items.get(conversation_id)
+        if item is not None and item[1] != owner:
+            return  # another owner's conversation is never overwritten
         self._items[conversation_id] = (now, owner, trim_history(list(messages), self._max_messages))
         self._items.move_to_end(conversation_id)
         while len(self._items) > self._max:

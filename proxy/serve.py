@@ -14,6 +14,8 @@ from aiohttp import web
 
 from proxy.agents import check_models_and_secrets
 from proxy.app import create_app, drain
+from proxy.auth.middleware import AUTH
+from proxy.auth.settings import exposure_problem
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
 from proxy.transports.server import ProxyRunner
@@ -54,6 +56,10 @@ def _banner(settings: Settings, port: int) -> str:
     )
 
 
+def _nothing_to_reload() -> None:
+    log.info('SIGHUP: no keys to re-read ([auth] mode = "none")')
+
+
 class CannotListen(Exception):
     """The address cannot be bound; `str()` is the one line a user needs (no traceback helps)."""
 
@@ -86,6 +92,10 @@ async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool =
     stop = asyncio.Event()
     _on_stop_signals(stop)  # before anything is logged: a client may signal as soon as it reads a line
     app = await create_app(settings)
+    auth = app.get(AUTH)
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, auth.reload if auth is not None else _nothing_to_reload
+    )
     server = settings.server
     runner = ProxyRunner(app, allow_any_origin="*" in server.cors_allow_origins, access_log=None)
     await runner.setup()
@@ -116,6 +126,10 @@ def run_serve(args: argparse.Namespace) -> int:
         _invalid(args.config or os.environ.get(CONFIG_ENV) or "configuration", unbuildable + unset)
         return 2
     settings = _with_flags(settings, args)
+    exposed = exposure_problem(settings.server.host, settings.auth)
+    if exposed is not None:  # `--host` is applied after the file was validated
+        print(f"invalid configuration:\n{exposed}", file=sys.stderr)
+        return 2
     observability = settings.observability
     configure_logging(observability.log_level, args.log_format or observability.log_format)
     server = settings.server

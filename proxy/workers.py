@@ -1,7 +1,7 @@
 """`serve --workers N`: N processes on one port (SO_REUSEPORT), one metrics view, one drain.
 
 The parent reserves the port, prepares prometheus-client's multiprocess directory, starts the
-workers as `serve --worker`, forwards SIGTERM/SIGINT to them, and tells the metrics when one ends.
+workers as `serve --worker`, forwards SIGTERM/SIGINT/SIGHUP to them, and tells the metrics when one ends.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def run_workers(settings: Settings, args: argparse.Namespace, reserved: socket.s
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker re-reads the keys file
     codes: dict[int, int] = {}
     try:
         while running:

@@ -27,8 +27,8 @@ async def test_streams_are_counted_and_bad_names_create_no_series(
         for family in text_string_to_metric_families(body)
         for s in family.samples
     }
-    key = ("agent_proxy_requests_total", (("agent", "a"), ("outcome", "stop"), ("transport", "sse")))
-    assert samples[key] == 1.0
+    series = (("agent", "a"), ("key", "anonymous"), ("outcome", "stop"), ("transport", "sse"))
+    assert samples[("agent_proxy_requests_total", series)] == 1.0
     assert "evil-agent" not in body
     assert "path-xyz" not in body
 

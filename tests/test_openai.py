@@ -353,6 +353,11 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None]] = [
     ("tool role", {"messages": [{"role": "tool", "content": "x", "tool_call_id": "c"}]}, "messages[0].role"),
     ("no role", {"messages": [{"content": "x"}]}, "messages[0].role"),
     (
+        "role a list",
+        {"messages": [{"role": [], "content": "x"}]},
+        "messages[0].role",
+    ),  # found by schemathesis
+    (
         "image part",
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
         "messages[0].content[0]",

@@ -8,12 +8,15 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
+from proxy.auth.identity import ANONYMOUS, Caller, Identity
 from proxy.conversations import new_conversation_id
 from proxy.engine.breaker import Breakers
 from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
 from proxy.engine.refusals import (
     Draining,
+    ForbiddenAgent,
     InvalidConversationId,
     InvalidPrompt,
     Overloaded,
@@ -34,6 +37,9 @@ from proxy.engine.shared import (
 from proxy.engine.stream import Stream, StreamServices
 from proxy.events import Event
 
+if TYPE_CHECKING:
+    from proxy.auth.limits import Grant, Limiter
+
 _UNAVAILABLE = "the proxy's shared state cannot be reached; retry shortly"
 
 
@@ -48,6 +54,7 @@ class Engine:
         max_prompt_chars: int,
         grace_s: float = 0.0,
         metrics: StateMetrics | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.registry = registry
         self.state = state
@@ -55,6 +62,8 @@ class Engine:
         self.breakers = breakers
         self._services = StreamServices(state.conversations, breakers, state.logs, self._closed, grace_s)
         self._metrics = metrics
+        self._limiter = limiter
+        self._grants: dict[Stream, Grant] = {}
         self.active: set[Stream] = set()
         self.draining = False
         self._max_streams = max_concurrent_streams
@@ -73,11 +82,12 @@ class Engine:
         conversation_id: object = None,
         *,
         arrived_at: float | None = None,
-        owner: str | None = None,
+        caller: Caller | None = None,
     ) -> Stream:
         """A new stream on the proxy's own protocol, not yet running; raises `Refused` and then
-        changes nothing. Its answer is stored in the conversation (a new one if none given)."""
-        self._admit(agent)
+        changes nothing. Its answer is stored in the conversation (a new one if none given), owned
+        by the caller (None: anonymous, no limits)."""
+        identity = self._admit(agent, caller)
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidPrompt("`prompt` must be a non-empty string")
         if len(prompt) > self._max_prompt:
@@ -90,13 +100,13 @@ class Engine:
             request.new_conversation = True
         else:
             try:
-                found = await self.store.get(conversation_id, owner)
+                found = await self.store.get(conversation_id, identity.name)
             except StateError:
                 raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
             if found is None:
                 raise UnknownConversation(conversation_id)
             request.history = found
-        return self._start(agent, request, arrived_at, owner)
+        return await self._start(agent, request, arrived_at, caller)
 
     async def open_chat(
         self,
@@ -105,54 +115,66 @@ class Engine:
         options: RunOptions | None = None,
         *,
         arrived_at: float | None = None,
-        owner: str | None = None,
+        caller: Caller | None = None,
         discards: bool = False,
     ) -> Stream:
         """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history).
 
         `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
         `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
-        self._admit(agent)
+        self._admit(agent, caller)
         runtime = self.registry.agents[agent]
         request = chat_input(messages, runtime.allow_system_messages, options, discards=discards)
         if not request.prompt.strip():
             raise InvalidPrompt("the last user message has no text")
         if len(request.prompt) > self._max_prompt:
             raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
-        return self._start(agent, request, arrived_at, owner)
+        return await self._start(agent, request, arrived_at, caller)
 
     def check_accepting(self) -> None:
         """Raise `Draining` once the proxy is shutting down."""
         if self.draining:
             raise Draining("the proxy is shutting down; retry on another instance", retry_after=1)
 
-    def _admit(self, agent: str) -> None:
+    def _admit(self, agent: str, caller: Caller | None) -> Identity:
         self.check_accepting()
         self.check_agent(agent)
+        identity = caller.identity if caller is not None else ANONYMOUS
+        if not identity.may_use(agent):
+            raise ForbiddenAgent(f"this key may not use agent {agent!r}")
         if not self.state.healthy:
             raise StateUnavailable(_UNAVAILABLE, retry_after=1)
+        return identity
 
-    def _start(self, agent: str, request: StreamInput, arrived_at: float | None, owner: str | None) -> Stream:
+    async def _start(
+        self, agent: str, request: StreamInput, arrived_at: float | None, caller: Caller | None
+    ) -> Stream:
         if len(self.active) >= self._max_streams:
             raise Overloaded("too many concurrent streams", retry_after=1)
+        grant = None
+        if self._limiter is not None and caller is not None:
+            grant = await self._limiter.admit(caller)
         stream = Stream(
             self.registry.agents[agent],
             request,
             self._services,
             arrived_at=arrived_at if arrived_at is not None else time.monotonic(),
-            owner=owner,
+            owner=caller.identity.name if caller is not None else ANONYMOUS.name,
         )
         self._track(stream)
+        if grant is not None:
+            self._grants[stream] = grant
         return stream
 
     def _track(self, stream: Stream) -> None:
         self.active.add(stream)
         self._idle.clear()
 
-    async def resume(self, stream_id: str, after: int, owner: str | None = None) -> AsyncIterator[Event]:
+    async def resume(self, stream_id: str, after: int, caller: Caller | None = None) -> AsyncIterator[Event]:
         """The events of a stream after seq `after`, from its log, then live to its `end`, on any
         process. If the process running it is lost, this one takes it over. Raises `UnknownStream`
-        (or `StateUnavailable`) before the first event."""
+        (also for another caller's stream) or `StateUnavailable` before the first event."""
+        owner = (caller.identity if caller is not None else ANONYMOUS).name
         try:
             logged = await self.state.logs.follow(stream_id, after, owner)
         except UnknownStreamError:
@@ -206,6 +228,9 @@ class Engine:
 
     def _closed(self, stream: Stream) -> None:
         self.active.discard(stream)
+        grant = self._grants.pop(stream, None)
+        if grant is not None and self._limiter is not None:
+            self._limiter.release(grant, stream.end)
         if not self.active:
             self._idle.set()
 

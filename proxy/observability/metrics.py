@@ -3,7 +3,8 @@
 `ProxyMetrics` owns the metric objects and the exposition (`render`); `MetricsObserver` turns the
 events `transports/pump.py` reports into observations. Label values come only from bounded sets:
 agent and model names from the config (anything else becomes `other`), the transports, the
-stream outcomes, and free-form engine vocabulary (retry reasons, error types) capped per label.
+stream outcomes, key names (the first `max_keys` seen), and free-form engine vocabulary (retry
+reasons, error types) capped per label.
 
 With several worker processes the metrics go through prometheus-client's multiprocess mode
 (`multiprocess.py`), so that a scrape of any worker shows all of them.
@@ -43,7 +44,7 @@ from proxy.observability.multiprocess import (
     setup_multiprocess,
     setup_single_process,
 )
-from proxy.observability.observer import StreamContext, StreamOutcome, Transport
+from proxy.observability.observer import ANONYMOUS_KEY, StreamContext, StreamOutcome, Transport
 
 OTHER: Final = "other"
 """The label value for anything outside a bounded set (an agent or model not in the config...)."""
@@ -98,13 +99,16 @@ def package_version() -> str:
 
 class _BoundedLabel:
     """Maps values to a bounded set of label values: a fixed allow-list, or the first `limit`
-    distinct values seen (normalised to `[a-z0-9_]`), then `other`."""
+    distinct values seen (normalised to `[a-z0-9_]` unless `normalise` is off), then `other`."""
 
-    __slots__ = ("_allowed", "_labels", "_limit", "_seen")
+    __slots__ = ("_allowed", "_labels", "_limit", "_normalise", "_seen")
 
-    def __init__(self, allowed: Iterable[str] | None = None, limit: int = 32) -> None:
+    def __init__(
+        self, allowed: Iterable[str] | None = None, limit: int = 32, *, normalise: bool = True
+    ) -> None:
         self._allowed = frozenset(allowed) if allowed is not None else None
         self._limit = limit
+        self._normalise = normalise
         self._seen: dict[str, str] = {}
         self._labels: set[str] = set()
 
@@ -115,7 +119,9 @@ class _BoundedLabel:
         if self._allowed is not None:
             label = value if value in self._allowed else OTHER
         else:
-            label = _LABEL_CHARS.sub("_", value.lower()).strip("_")[:48] or OTHER
+            label = (
+                _LABEL_CHARS.sub("_", value.lower()).strip("_")[:48] if self._normalise else value
+            ) or OTHER
             if label not in self._labels and len(self._labels) >= self._limit:
                 label = OTHER
         self._labels.add(label)
@@ -141,6 +147,8 @@ class ProxyMetrics:
         multiproc_dir: str | None = None,
         slo_ttft_s: float | None = None,
         slo_inter_token_s: float | None = None,
+        keys: Iterable[str] = (ANONYMOUS_KEY,),
+        max_keys: int = 100,
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.multiproc_dir = multiproc_dir or multiprocess_dir()
@@ -157,6 +165,11 @@ class ProxyMetrics:
         self.model_label = _BoundedLabel(models)
         self.reason_label = _BoundedLabel()
         self.error_type_label = _BoundedLabel()
+        # Key names are configured (validated), so they are shown as written; reloads may add names.
+        keys = list(dict.fromkeys(keys))[:max_keys]
+        self.key_label = _BoundedLabel(limit=max_keys, normalise=False)
+        for key in keys:
+            self.key_label(key)
         self.exemplars = ExemplarStore(self.multiproc_dir) if self.multiproc_dir else None
 
         ttft_buckets = with_edge(TTFT_BUCKETS, slo_ttft_s) if slo_ttft_s else TTFT_BUCKETS
@@ -167,7 +180,7 @@ class ProxyMetrics:
         self.requests = Counter(
             "agent_proxy_requests_total",
             "Streams finished, by outcome (finish reason or client_disconnect).",
-            ["agent", "transport", "outcome"],
+            ["agent", "transport", "outcome", "key"],
             registry=reg,
         )
         self.duration = Histogram(
@@ -225,7 +238,7 @@ class ProxyMetrics:
         self.tokens = Counter(
             "agent_proxy_tokens_total",
             "Tokens as reported by the upstream (token_type: input, output).",
-            ["agent", "model", "token_type"],
+            ["agent", "model", "token_type", "key"],
             registry=reg,
         )
         self.heartbeats = Counter(
@@ -247,6 +260,19 @@ class ProxyMetrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        self.rate_limited_total = Counter(
+            "agent_proxy_rate_limited_total",
+            "Requests refused because their key is over a limit (requests, tokens, concurrency).",
+            ["key", "limit"],
+            registry=reg,
+        )
+        self.auth_failures = Counter(
+            "agent_proxy_auth_failures_total",
+            "Requests refused with 401, by reason (missing, invalid_key, invalid_token, expired_token, ...).",
+            ["reason"],
+            registry=reg,
+        )
+        self.auth_reason_label = _BoundedLabel()
 
         self.resumes = Counter(
             "agent_proxy_resumes_total",
@@ -281,13 +307,20 @@ class ProxyMetrics:
         for agent in agents:
             for t in TRANSPORTS:
                 for outcome in OUTCOMES:
-                    self.requests.labels(agent, t, outcome)
+                    for key in keys:
+                        self.requests.labels(agent, t, outcome, key)
         for model in models:
             self.circuit_open.labels(model).set(0)
         for resume_outcome in RESUME_OUTCOMES:
             self.resumes.labels(resume_outcome)
         for op in STATE_OPS:
             self.state_errors.labels(op)
+
+    def rate_limited(self, key: str, limit: str) -> None:
+        self.rate_limited_total.labels(self.key_label(key), limit).inc()
+
+    def auth_failed(self, reason: str) -> None:
+        self.auth_failures.labels(self.auth_reason_label(reason)).inc()
 
     def observe_with_exemplar(
         self, hist: Histogram, labels: tuple[str, ...], child: Histogram, value: float, trace_id: str | None
@@ -364,12 +397,14 @@ class _StreamMetrics:
     """Per-stream cache of labelled children, so that a delta costs a dict lookup and one observe."""
 
     __slots__ = (
-        "agent", "attempt_open", "failed_model", "itl", "model", "prev_content_at", "transport", "ttft_done",
+        "agent", "attempt_open", "failed_model", "itl", "key", "model", "prev_content_at", "transport",
+        "ttft_done",
     )  # fmt: skip
 
-    def __init__(self, agent: str, transport: Transport) -> None:
+    def __init__(self, agent: str, transport: Transport, key: str) -> None:
         self.agent = agent
         self.transport = transport
+        self.key = key
         self.model = OTHER
         self.itl: Histogram | None = None
         self.prev_content_at: float | None = None
@@ -385,7 +420,7 @@ class MetricsObserver:
         self.m = metrics
 
     def stream_started(self, ctx: StreamContext) -> None:
-        st = _StreamMetrics(self.m.agent_label(ctx.agent), ctx.transport)
+        st = _StreamMetrics(self.m.agent_label(ctx.agent), ctx.transport, self.m.key_label(ctx.key))
         ctx.state[_STATE_KEY] = st
         self.m.transport_children[ctx.transport][0].inc()
 
@@ -424,7 +459,7 @@ class MetricsObserver:
         children[0].dec()
         if outcome == "client_disconnect":
             children[2].inc()
-        m.requests.labels(st.agent, st.transport, outcome).inc()
+        m.requests.labels(st.agent, st.transport, outcome, st.key).inc()
         if st.attempt_open:  # the client went away mid-attempt: the engine never reports its end
             m.attempts.labels(st.agent, st.model, "cancelled").inc()
         labels = (st.agent, st.transport)
@@ -438,9 +473,9 @@ class MetricsObserver:
         if end is not None:
             usage = end.usage
             if usage.input_tokens:
-                m.tokens.labels(st.agent, st.model, "input").inc(usage.input_tokens)
+                m.tokens.labels(st.agent, st.model, "input", st.key).inc(usage.input_tokens)
             if usage.output_tokens:
-                m.tokens.labels(st.agent, st.model, "output").inc(usage.output_tokens)
+                m.tokens.labels(st.agent, st.model, "output", st.key).inc(usage.output_tokens)
 
     # Rare events: one dispatch through a dict keyed by event type.
 

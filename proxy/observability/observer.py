@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 from proxy.events import End, Event
 
 Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui"]
+ANONYMOUS_KEY = "anonymous"
+"""The `key` of streams without a key (`[auth] mode = "none"`)."""
 StreamOutcome = Literal["stop", "length", "error", "timeout", "cancelled", "shutdown", "client_disconnect"]
 
 
@@ -26,6 +28,8 @@ class StreamContext:
     stream_id: str
     agent: str
     transport: Transport
+    key: str = ANONYMOUS_KEY
+    """The configured name of the caller's key (never the key itself)."""
     arrived_at: float = field(default_factory=time.monotonic)
     """`time.monotonic()` when the request arrived; TTFT counts from here."""
     trace_headers: Mapping[str, str] = field(default_factory=dict)

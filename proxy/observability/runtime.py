@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from proxy.observability.metrics import MetricsObserver, ProxyMetrics, StateMetricsRecorder
-from proxy.observability.observer import Observer, Observers
+from proxy.observability.observer import ANONYMOUS_KEY, Observer, Observers
 from proxy.observability.settings import ObservabilitySettings
 from proxy.observability.stream_log import LogObserver
 from proxy.observability.tracing import Tracing, build_tracer_provider, otlp_endpoint_configured
@@ -34,12 +34,25 @@ class Telemetry:
     """Metrics, traces and the stream log of one app.
 
     `agents` and `models` are the configured names: the only values the agent and model labels
-    take. In a worker of a multi-process server (`PROMETHEUS_MULTIPROC_DIR` set), metrics go to the
-    shared directory and `render_metrics` shows all workers."""
+    take; `keys` the key names shown from the start (at most `max_keys` names in all). In a worker
+    of a multi-process server (`PROMETHEUS_MULTIPROC_DIR` set), metrics go to the shared directory
+    and `render_metrics` shows all workers."""
 
-    def __init__(self, settings: ObservabilitySettings, agents: Iterable[str], models: Iterable[str]) -> None:
+    def __init__(
+        self,
+        settings: ObservabilitySettings,
+        agents: Iterable[str],
+        models: Iterable[str],
+        keys: Iterable[str] = (ANONYMOUS_KEY,),
+        max_keys: int = 100,
+    ) -> None:
         self.metrics = ProxyMetrics(
-            agents, models, slo_ttft_s=settings.slo_ttft_s, slo_inter_token_s=settings.slo_inter_token_s
+            agents,
+            models,
+            slo_ttft_s=settings.slo_ttft_s,
+            slo_inter_token_s=settings.slo_inter_token_s,
+            keys=keys,
+            max_keys=max_keys,
         )
         self.state_metrics = StateMetricsRecorder(self.metrics)
         self.tracing: Tracing | None = None

@@ -1,8 +1,8 @@
 """Structured logs: one JSON line per finished stream, and the app's log configuration.
 
 The stream line carries what an operator needs to find a stream again (stream id, trace id) and to
-judge it (agent, model, transport, outcome, attempts, retries, fallbacks, error code, ttft, duration,
-tokens). It is built from an allow-list of fields: no prompt or completion text, no error messages
+judge it (agent, model, transport, key name, outcome, attempts, retries, fallbacks, error code, ttft,
+duration, tokens). It is built from an allow-list of fields: no prompt or completion text, no error messages
 (they can quote the upstream's request), no headers, no credentials.
 """
 
@@ -128,6 +128,7 @@ class LogObserver:
             "agent": ctx.agent,
             "model": st.model,
             "transport": ctx.transport,
+            "key": ctx.key,
             "outcome": outcome,
             "attempts": end.attempts if end is not None else st.attempts,
             "retries": st.retries,

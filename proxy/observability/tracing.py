@@ -51,6 +51,7 @@ ATTEMPT_SPAN: Final = "agent_proxy.attempt"
 # Our span attribute names, in one place (the GenAI conventions are still moving; ours are ours).
 ATTR_AGENT: Final = "agent_proxy.agent"
 ATTR_TRANSPORT: Final = "agent_proxy.transport"
+ATTR_KEY: Final = "agent_proxy.key"
 ATTR_STREAM_ID: Final = "agent_proxy.stream_id"
 ATTR_MODEL: Final = "agent_proxy.model"
 ATTR_ATTEMPTS: Final = "agent_proxy.attempts"
@@ -155,7 +156,12 @@ class TracingObserver:
             STREAM_SPAN,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes={ATTR_AGENT: ctx.agent, ATTR_TRANSPORT: ctx.transport, ATTR_STREAM_ID: ctx.stream_id},
+            attributes={
+                ATTR_AGENT: ctx.agent,
+                ATTR_TRANSPORT: ctx.transport,
+                ATTR_KEY: ctx.key,
+                ATTR_STREAM_ID: ctx.stream_id,
+            },
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         ctx.state[_STATE_KEY] = _StreamTrace(span, token)

@@ -1,5 +1,6 @@
 """The shared-state backends: memory for one process, Redis for several processes and
-replicas. Both implement `proxy.engine.shared.SharedState`."""
+replicas. `build_state` makes the `proxy.engine.shared.SharedState` the config asks for; limit
+windows and concurrency counts (`limits.py`, `redis_limits.py`) sit beside it."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.auth.identity import Caller
 from proxy.engine.refusals import Refused
 from proxy.errors import RequestError
-from proxy.observability.observer import StreamContext, Transport
+from proxy.observability.observer import ANONYMOUS_KEY, StreamContext, Transport
 from proxy.transports.refusals import as_request_error
 
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -20,6 +21,9 @@ MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
 """The app's body size limit, for the 413 message (aiohttp keeps its own copy private)."""
 STREAM_FIELDS = ("prompt", "conversation_id", "metadata")
 """The body fields of the proxy's own `stream` and `run` endpoints."""
+CALLER = web.RequestKey("caller", Caller)
+"""Who sent the request: set by the auth middleware (`proxy/auth/middleware.py`); absent with
+`[auth] mode = "none"`, where every request is anonymous and unlimited."""
 
 
 def error_response(error: RequestError | Refused) -> web.Response:
@@ -64,10 +68,12 @@ def reject_unknown_fields(body: dict[str, Any], known: tuple[str, ...]) -> None:
 def stream_context(
     request: web.Request, stream_id: str, agent: str, transport: Transport, arrived_at: float | None = None
 ) -> StreamContext:
+    caller = request.get(CALLER)
     return StreamContext(
         stream_id=stream_id,
         agent=agent,
         transport=transport,
+        key=caller.identity.name if caller is not None else ANONYMOUS_KEY,
         arrived_at=arrived_at if arrived_at is not None else request.get(ARRIVED_AT, time.monotonic()),
         trace_headers={h: request.headers[h] for h in TRACE_HEADERS if h in request.headers},
     )

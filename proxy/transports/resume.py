@@ -17,7 +17,7 @@ from proxy.engine.refusals import UnknownStream
 from proxy.errors import RequestError
 from proxy.events import Event
 from proxy.observability.observer import Observers
-from proxy.transports.http import stream_context
+from proxy.transports.http import CALLER, stream_context
 from proxy.transports.sse import sse_encoder, stream_sse
 
 NOBODY = Observers()
@@ -38,7 +38,8 @@ class ResumeTransport:
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         stream_id = request.match_info["stream_id"]
-        events = await self._engine.resume(stream_id, self._after(request, stream_id))
+        after = self._after(request, stream_id)
+        events = await self._engine.resume(stream_id, after, request.get(CALLER))
         return await self.replay(request, stream_id, events)
 
     async def reconnect(self, request: web.Request, last_event_id: str) -> web.StreamResponse:
@@ -48,7 +49,7 @@ class ResumeTransport:
         if parsed is None:
             return web.Response(status=204)
         try:
-            events = await self._engine.resume(*parsed)
+            events = await self._engine.resume(*parsed, request.get(CALLER))
         except UnknownStream:
             return web.Response(status=204)
         return await self.replay(request, parsed[0], events)

@@ -16,6 +16,7 @@ from proxy.observability.observer import Observer
 from proxy.transports.collect import Collector, error_status, stream_error
 from proxy.transports.http import (
     ARRIVED_AT,
+    CALLER,
     STREAM_FIELDS,
     read_json_object,
     reject_unknown_fields,
@@ -36,7 +37,11 @@ class RunTransport:
         body = await read_json_object(request)
         reject_unknown_fields(body, STREAM_FIELDS)
         stream = await self._engine.open(
-            agent, body.get("prompt"), body.get("conversation_id"), arrived_at=request.get(ARRIVED_AT)
+            agent,
+            body.get("prompt"),
+            body.get("conversation_id"),
+            arrived_at=request.get(ARRIVED_AT),
+            caller=request.get(CALLER),
         )
         collected = Collector()
         ctx = stream_context(request, stream.id, agent, "run")

@@ -15,6 +15,7 @@ from proxy.observability.observer import Observer, StreamContext, Transport
 from proxy.transports.body import BodyWriter
 from proxy.transports.http import (
     ARRIVED_AT,
+    CALLER,
     STREAM_FIELDS,
     read_json_object,
     reject_unknown_fields,
@@ -111,7 +112,9 @@ class SSETransport:
     async def _stream(
         self, request: web.Request, agent: str, prompt: object, conversation_id: object
     ) -> web.StreamResponse:
-        stream = await self._engine.open(agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT))
+        stream = await self._engine.open(
+            agent, prompt, conversation_id, arrived_at=request.get(ARRIVED_AT), caller=request.get(CALLER)
+        )
         ctx = stream_context(request, stream.id, agent, "sse")
         encode = sse_encoder(stream.id)
         return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, encode)
@@ -144,7 +147,7 @@ class ChatSSETransport:
         self._engine.check_agent(agent)
         messages, encoder = self._protocol.parse(await read_json_object(request))
         stream = await self._engine.open_chat(
-            agent, messages, arrived_at=request.get(ARRIVED_AT), discards=True
+            agent, messages, arrived_at=request.get(ARRIVED_AT), caller=request.get(CALLER), discards=True
         )
         ctx = stream_context(request, stream.id, agent, self._protocol.transport)
         encode = encoder(stream.id)

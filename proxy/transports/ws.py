@@ -15,7 +15,7 @@ from proxy.engine import Engine, Stream
 from proxy.engine.refusals import Refused
 from proxy.events import Event
 from proxy.observability.observer import Observer, StreamContext
-from proxy.transports.http import stream_context
+from proxy.transports.http import CALLER, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.resume import NOBODY
 from proxy.transports.wire import encode_json
@@ -100,10 +100,18 @@ class _Socket:
         if not isinstance(agent, str):
             await self.error("bad_request", "`agent` must be a string", request_id)
             return
+        caller = self.request.get(CALLER)
+        if caller is not None and not caller.refresh():
+            await self.error("unauthorized", "the key of this socket was revoked", request_id)
+            return
         arrived = time.monotonic()
         try:
             stream = await self.t.engine.open(
-                agent, frame.get("prompt"), frame.get("conversation_id"), arrived_at=arrived
+                agent,
+                frame.get("prompt"),
+                frame.get("conversation_id"),
+                arrived_at=arrived,
+                caller=caller,
             )
         except Refused as exc:
             # The refusal is this request's last frame: no `start`, so no `end` follows.
@@ -122,7 +130,7 @@ class _Socket:
             )
             return
         try:
-            events = await self.t.engine.resume(stream_id, after)
+            events = await self.t.engine.resume(stream_id, after, self.request.get(CALLER))
         except Refused as exc:
             await self.error(exc.code, exc.message, request_id, exc.retry_after)
             return

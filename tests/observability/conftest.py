@@ -228,10 +228,15 @@ def traced() -> Iterator[Traced]:
 
 
 def sample(metrics: ProxyMetrics, name: str, **labels: str) -> float:
-    """A sample's value (0.0 when the series does not exist)."""
+    """The sum of the samples of `name` whose labels include `labels` (0.0 when there are none)."""
     assert metrics.registry is not None
-    value = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    wanted = labels.items()
+    return sum(
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name and wanted <= s.labels.items()
+    )
 
 
 # --- promtool ----------------------------------------------------------------------------------

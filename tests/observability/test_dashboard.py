@@ -20,6 +20,7 @@ VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "15s",
     "$agent": ".*",
+    "$key": ".*",
     "$model": ".*",
     "$transport": ".*",
 }
@@ -42,6 +43,7 @@ CARRIERS = {
     "model": ("time_to_first", "inter_token", "retries", "fallbacks", "upstream", "tokens", "circuit"),
     "transport": ("requests", "time_to_first", "request_duration", "active_streams", "heartbeats",
                   "client_disconnects"),
+    "key": ("requests", "tokens", "rate_limited"),
 }  # fmt: skip
 
 
@@ -86,13 +88,13 @@ def test_dashboard_shape() -> None:
     variables = {v["name"]: v for v in d["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("agent", "model", "transport"):
+    for name in ("agent", "model", "transport", "key"):
         assert variables[name]["type"] == "query"
         assert variables[name]["includeAll"]
         assert variables[name]["multi"]
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
     assert rows == [
-        "Traffic", "Latency", "Errors and resilience", "Tokens", "Connection health",
+        "Traffic", "Latency", "Errors and resilience", "Tokens", "Connection health", "Key $key",
         "Shared state and resumption",
     ]  # fmt: skip
     ids = [p["id"] for p in panels(d)]
@@ -114,7 +116,8 @@ def test_dashboard_covers_what_the_issue_asks() -> None:
         "Inter-token gap p50 / p99", "Stream duration p50 / p95 / p99", "Error ratio by outcome",
         "Retries per second by reason", "Fallbacks per second", "Circuit state",
         "Upstream errors per second by type", "Tokens per second, input and output", "Heartbeats per second",
-        "Client disconnects per second",
+        "Client disconnects per second", "Requests per second of the key", "Tokens per second of the key",
+        "Rate-limited requests per second of the key",
     ):  # fmt: skip
         assert wanted in titles
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -46,8 +47,9 @@ class FakeCollector:
         return out
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[FakeCollector]:
+@asynccontextmanager
+async def running_collector() -> AsyncIterator[FakeCollector]:
+    """A `FakeCollector` listening on a free port of 127.0.0.1."""
     fake = FakeCollector()
     app = web.Application()
     app.router.add_post("/v1/traces", fake.handle)
@@ -56,8 +58,16 @@ async def collector() -> AsyncIterator[FakeCollector]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield fake
-    await runner.cleanup()
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[FakeCollector]:
+    async with running_collector() as fake:
+        yield fake
 
 
 async def run_child(*args: str, env: dict[str, str]) -> dict[str, Any]:

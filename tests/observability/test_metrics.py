@@ -25,7 +25,7 @@ from .conftest import AGENTS, MODELS, Script, Traced, drive, sample
 
 # docs/monitoring.md: name -> (type, labels).
 DOCUMENTED_METRICS: dict[str, tuple[str, set[str]]] = {
-    "agent_proxy_requests": ("counter", {"agent", "transport", "outcome"}),
+    "agent_proxy_requests": ("counter", {"agent", "transport", "outcome", "key"}),
     "agent_proxy_request_duration_seconds": ("histogram", {"agent", "transport"}),
     "agent_proxy_time_to_first_token_seconds": ("histogram", {"agent", "model", "transport"}),
     "agent_proxy_inter_token_seconds": ("histogram", {"agent", "model"}),
@@ -34,10 +34,12 @@ DOCUMENTED_METRICS: dict[str, tuple[str, set[str]]] = {
     "agent_proxy_retries": ("counter", {"agent", "model", "reason"}),
     "agent_proxy_fallbacks": ("counter", {"agent", "model"}),
     "agent_proxy_upstream_errors": ("counter", {"agent", "model", "error_type"}),
-    "agent_proxy_tokens": ("counter", {"agent", "model", "token_type"}),
+    "agent_proxy_tokens": ("counter", {"agent", "model", "token_type", "key"}),
     "agent_proxy_heartbeats": ("counter", {"transport"}),
     "agent_proxy_client_disconnects": ("counter", {"transport"}),
     "agent_proxy_circuit_open": ("gauge", {"model"}),
+    "agent_proxy_rate_limited": ("counter", {"key", "limit"}),
+    "agent_proxy_auth_failures": ("counter", {"reason"}),
     "agent_proxy_build": ("info", {"version"}),
     # Shared state and resumption.
     "agent_proxy_resumes": ("counter", {"outcome"}),
@@ -241,7 +243,7 @@ async def test_labels_stay_bounded(metrics: ProxyMetrics, metrics_observer: Obse
 
 def test_series_that_alerts_divide_by_exist_before_traffic(metrics: ProxyMetrics) -> None:
     assert metrics.registry is not None
-    labels = {"agent": "writer", "transport": "openai", "outcome": "client_disconnect"}
+    labels = {"agent": "writer", "transport": "openai", "outcome": "client_disconnect", "key": "anonymous"}
     assert metrics.registry.get_sample_value("agent_proxy_requests_total", labels) == 0
     for model in MODELS:
         assert metrics.registry.get_sample_value("agent_proxy_circuit_open", {"model": model}) == 0

@@ -12,7 +12,8 @@ Each wave, over SSE, WebSocket, the OpenAI endpoint and `/run`: plain successes,
 retried 429 with `Retry-After`, a stream dropped after content (restart with discard), a model that
 never recovers with a fallback (its circuit opens in the first wave; the second skips it), a model that
 never recovers without one (error; its circuit opens too), a 400 (not retried, error), a slow first
-token under small heartbeat intervals, and a client that leaves mid-stream. One more stream stays
+token under small heartbeat intervals, a client that leaves mid-stream, and requests of a key capped
+at one request per minute (refused with 429 at least once a wave). One more stream stays
 open, silent, while the queries run (active streams, heartbeats), and is abandoned at the end.
 A second target, `serve --workers 2` with plain successes on fresh connections, checks the
 multiprocess view through Prometheus: totals, no counter resets between scrapes, exemplars.
@@ -41,6 +42,7 @@ import aiohttp
 import orjson
 import pytest
 
+from proxy.auth.keys import hash_key, new_key
 from proxy.mock_upstream import MockServer
 from proxy.observability.metrics import TRANSPORTS
 from tests.support import read_sse
@@ -73,6 +75,9 @@ AGENTS: dict[str, dict[str, Any]] = {
     "idle": {"model": "mock:idle?ttfc_ms=60000"},
 }
 OPEN_CIRCUITS = {"mock:gone?fault=http503", "mock:broken?fault=http502"}
+# The traffic runs on `live`; `capped` is held at one request per minute.
+LIVE_KEY, CAPPED_KEY = new_key(), new_key()
+KEYS = {"live": (LIVE_KEY, ""), "capped": (CAPPED_KEY, "limits = { requests_per_minute = 1 }")}
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -108,7 +113,11 @@ def proxy_config(mock: MockServer) -> str:
         'log_format = "json"',
         "[upstreams.mock]",
         f"base_url = {toml_value(mock.base_url)}",
+        "[auth]",
+        'mode = "keys"',
     ]
+    for name, (key, extra) in KEYS.items():
+        lines += ["[[auth.keys]]", f'name = "{name}"', f'sha256 = "{hash_key(key)}"', extra]
     for name, spec in AGENTS.items():
         lines.append(f"[agents.{name}]")
         lines += [f"{key} = {toml_value(value)}" for key, value in spec.items()]
@@ -377,6 +386,25 @@ async def run_once(session: aiohttp.ClientSession, url: str, agent: str) -> Seen
     return Seen("run", agent, answer["finish_reason"], answer["usage"]["output_tokens"])
 
 
+async def capped_runs(session: aiohttp.ClientSession, url: str) -> list[Seen]:
+    """Two runs of the capped key: the streams of those it admitted (at most one a minute)."""
+    seen: list[Seen] = []
+    refused = 0
+    for _ in range(2):
+        async with session.post(
+            f"{url}/v1/agents/chat/run",
+            json={"prompt": "hi"},
+            headers={"Authorization": f"Bearer {CAPPED_KEY}"},
+        ) as resp:
+            answer = await resp.json()
+        if resp.status == 429:
+            refused += 1
+        else:
+            seen.append(Seen("run", "chat", answer["finish_reason"], answer["usage"]["output_tokens"]))
+    assert refused >= 1
+    return seen
+
+
 async def wave(session: aiohttp.ClientSession, url: str) -> list[Seen]:
     """One round of the mixed traffic, all at once."""
     results = await asyncio.gather(
@@ -388,6 +416,7 @@ async def wave(session: aiohttp.ClientSession, url: str) -> list[Seen]:
         openai_stream(session, url, "invalid"),
         openai_complete(session, url, "chat"),
         run_once(session, url, "chat"),
+        capped_runs(session, url),
         ws_streams(session, url, ["chat", "limited", "dropped", "sleepy", "broken"]),
     )
     seen: list[Seen] = []
@@ -548,7 +577,9 @@ def total_is(expected: int) -> Callable[[list[Sample]], bool]:
 
 async def workers_wave(url: str) -> list[Seen]:
     """Plain successes on new connections, which the kernel spreads over the workers."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), headers={"Authorization": f"Bearer {LIVE_KEY}"}
+    ) as session:
         return await asyncio.gather(
             *(sse_stream(session, url, "chat") for _ in range(5)),
             sse_stream_resumed(session, url, "chat"),
@@ -566,7 +597,7 @@ async def test_every_panel_and_rule_has_data_in_a_real_prometheus(
     async with (
         asyncio.timeout(90),  # fail as an exception, with every process stopped on the way out
         run_prometheus(prometheus_binary, tmp_path, targets) as prom_url,
-        aiohttp.ClientSession(timeout=timeout) as session,
+        aiohttp.ClientSession(timeout=timeout, headers={"Authorization": f"Bearer {LIVE_KEY}"}) as session,
     ):
         prom = Prometheus(prom_url, session)
         deadline = time.monotonic() + 15
@@ -686,6 +717,7 @@ async def check_dashboard_and_rules(prom: Prometheus) -> None:
                 "agent": set(AGENTS),
                 # every transport: their series exist from the start, at zero
                 "transport": {str(t) for t in TRANSPORTS},
+                "key": set(KEYS),
                 # every model that finished an attempt: not `idle`'s yet, but the fallback's
                 "model": ({a["model"] for a in AGENTS.values()} - {AGENTS["idle"]["model"]})
                 | set(AGENTS["backup"]["fallback_models"]),

@@ -35,7 +35,8 @@ async def test_each_app_has_its_own_metrics(monkeypatch: pytest.MonkeyPatch) -> 
     await drive(one.observer, Script().ok())
     body_one, _ = one.render_metrics(None)
     body_two, _ = two.render_metrics(None)
-    assert b'agent_proxy_requests_total{agent="demo",outcome="stop",transport="sse"} 1.0' in body_one
+    series = b'agent_proxy_requests_total{agent="demo",key="anonymous",outcome="stop",transport="sse"}'
+    assert series + b" 1.0" in body_one
     assert b'agent="demo"' not in body_two
     assert 3.0 in two.metrics.ttft._upper_bounds
     assert 3.0 not in one.metrics.ttft._upper_bounds

@@ -14,7 +14,7 @@ from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
 from proxy.transports.collect import Collector, error_status, stream_error
-from proxy.transports.http import ARRIVED_AT, read_json_object, stream_context
+from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
 from proxy.transports.openai.chunks import DONE, KEEPALIVE, Chunks, completion
 from proxy.transports.openai.errors import error_chunk, openai_error, request_error_response
 from proxy.transports.openai.request import ChatRequest, parse_chat_request
@@ -33,7 +33,11 @@ class OpenAITransport:
         try:
             chat = parse_chat_request(await read_json_object(request))
             stream = await self._engine.open_chat(
-                chat.model, chat.messages, chat.options, arrived_at=request.get(ARRIVED_AT)
+                chat.model,
+                chat.messages,
+                chat.options,
+                arrived_at=request.get(ARRIVED_AT),
+                caller=request.get(CALLER),
             )
         except (RequestError, Refused) as exc:
             return request_error_response(exc)

@@ -47,7 +47,7 @@ def _messages(value: object) -> list[ChatMessage]:
         if not isinstance(message, dict):
             raise InvalidParam(param, "a message must be an object")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list or object is unhashable
             raise InvalidParam(
                 f"{param}.role", f"role {role!r} is not supported; use system, developer, user or assistant"
             )

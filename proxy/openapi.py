@@ -1,0 +1,329 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 description of every HTTP endpoint, its bodies, its errors
+and its security scheme, for fuzzers and client generators.
+
+The operations are a table keyed by (method, route) as the app registers them; a test keeps the
+table and the app's routes equal, so an endpoint added without a description fails it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from proxy.auth.middleware import PUBLIC_PATHS, TOKEN_ROUTES
+from proxy.observability.metrics import package_version
+
+JSON: Final = "application/json"
+SSE: Final = "text/event-stream"
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "StreamRequest": {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {"type": "string", "minLength": 1},
+            "conversation_id": {"type": "string"},
+            "metadata": {"type": "object"},
+        },
+    },
+    "Usage": {
+        "type": "object",
+        "properties": {
+            "input_tokens": {"type": "integer"},
+            "output_tokens": {"type": "integer"},
+            "requests": {"type": "integer"},
+        },
+    },
+    "RunAnswer": {
+        "type": "object",
+        "description": "The fields of the stream's `end` event, plus `error` when it failed.",
+        "required": ["stream_id", "finish_reason", "usage", "attempts"],
+        "properties": {
+            "stream_id": {"type": "string"},
+            "finish_reason": {"enum": ["stop", "length", "error", "timeout", "cancelled", "shutdown"]},
+            "text": {"type": ["string", "null"]},
+            "output": {},
+            "usage": {"$ref": "#/components/schemas/Usage"},
+            "attempts": {"type": "integer"},
+            "ttft_s": {"type": ["number", "null"]},
+            "duration_s": {"type": "number"},
+            "conversation_id": {"type": ["string", "null"]},
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "retryable": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "description": "OpenAI's Chat Completions body, `model` naming an agent; unknown fields are ignored.",
+        "properties": {
+            "model": {"type": "string"},
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": ["system", "developer", "user", "assistant"]},
+                        "content": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["type", "text"],
+                                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                },
+            },
+            "stream": {"type": "boolean"},
+            "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_completion_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "user": {"type": "string"},
+            "n": {"const": 1},
+        },
+    },
+    "TokenRequest": {
+        "type": "object",
+        "properties": {
+            "agent": {"type": "string", "description": "Bind the token to this agent."},
+            "ttl_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "expires_at"],
+        "properties": {
+            "token": {"type": "string"},
+            "expires_at": {"type": "integer", "description": "Unix seconds."},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}}}},
+        },
+    },
+    "AgentList": {"type": "object", "properties": {"agents": {"type": "array", "items": {"type": "object"}}}},
+    "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+}
+
+_AGENT = {"name": "agent", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _errors(*statuses: int, openai: bool = False) -> dict[str, Any]:
+    schema = _OPENAI_ERROR if openai else _ERROR
+    out: dict[str, Any] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"description": _ERROR_TEXT[status], "content": {JSON: {"schema": schema}}}
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        out[str(status)] = response
+    return out
+
+
+_ERROR_TEXT: Final = {
+    400: "Bad request (invalid JSON or body)",
+    401: "No valid key or token (`unauthorized`)",
+    403: "The key may not use this agent (`forbidden_agent`)",
+    404: "Unknown agent, conversation or stream",
+    413: "Body or prompt too large",
+    415: "Not application/json",
+    422: "Invalid prompt or field",
+    429: "Over a limit of the key (`rate_limited`)",
+    503: "Overloaded, draining, or the shared state is unavailable",
+}
+_STREAM_ERRORS: Final = (400, 401, 403, 404, 413, 415, 422, 429, 503)
+
+
+def _body(schema: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _ok(description: str, media: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {media: {"schema": schema or {"type": "string"}}}}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
+    ("POST", "/v1/agents/{agent}/stream"): {
+        "summary": "Stream an agent's answer as Server-Sent Events",
+        "parameters": [_AGENT],
+        "requestBody": _body("StreamRequest"),
+        "responses": {**_ok("start, delta, …, end events", SSE), **_errors(*_STREAM_ERRORS)},
+    },
+    ("GET", "/v1/agents/{agent}/stream"): {
+        "summary": "The same stream for a browser EventSource",
+        "parameters": [
+            _AGENT,
+            {"name": "prompt", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "conversation_id", "in": "query", "schema": {"type": "string"}},
+        ],
+        "responses": {**_ok("start, delta, …, end events", SSE), **_errors(*_STREAM_ERRORS)},
+    },
+    ("GET", "/v1/ws"): {
+        "summary": "WebSocket: many prompts per socket (JSON frames, docs/protocol.md 3.3)",
+        "responses": {"101": {"description": "Switching Protocols"}, **_errors(401, 503)},
+    },
+    ("POST", "/v1/agents/{agent}/run"): {
+        "summary": "Run an agent without streaming",
+        "parameters": [_AGENT],
+        "requestBody": _body("StreamRequest"),
+        "responses": {
+            **_ok("The end event's fields", JSON, _ref("RunAnswer")),
+            "502": {"description": "The upstream failed", "content": {JSON: {"schema": _ref("RunAnswer")}}},
+            "504": {
+                "description": "The upstream timed out",
+                "content": {JSON: {"schema": _ref("RunAnswer")}},
+            },
+            **_errors(*_STREAM_ERRORS),
+        },
+    },
+    ("POST", "/v1/chat/completions"): {
+        "summary": "OpenAI-compatible Chat Completions (`model` = agent)",
+        "requestBody": _body("ChatCompletionRequest"),
+        "responses": {
+            "200": {
+                "description": "`chat.completion`, or `chat.completion.chunk` events ending in `[DONE]`",
+                "content": {JSON: {"schema": {"type": "object"}}, SSE: {"schema": {"type": "string"}}},
+            },
+            **_errors(400, 401, 403, 404, 413, 415, 429, 503, openai=True),
+        },
+    },
+    ("GET", "/v1/models"): {
+        "summary": "The caller's agents as an OpenAI model list",
+        "responses": {**_ok("Models", JSON, _ref("ModelList")), **_errors(401, openai=True)},
+    },
+    ("GET", "/v1/agents"): {
+        "summary": "The caller's agents with models, circuits, retry and timeout policies",
+        "responses": {**_ok("Agents", JSON, _ref("AgentList")), **_errors(401)},
+    },
+    ("POST", "/v1/tokens"): {
+        "summary": "Trade a key for a short-lived token (for browsers' URLs)",
+        "requestBody": _body("TokenRequest", required=False),
+        "responses": {**_ok("A token", JSON, _ref("Token")), **_errors(401, 403, 404, 415, 422)},
+    },
+    ("GET", "/healthz"): {"summary": "Liveness", "responses": _ok("Serving", JSON, _ref("Status"))},
+    ("GET", "/readyz"): {
+        "summary": "Readiness",
+        "responses": {
+            **_ok("Ready", JSON, _ref("Status")),
+            "503": {"description": "Draining", "content": {JSON: {"schema": _ref("Status")}}},
+        },
+    },
+    ("GET", "/metrics"): {"summary": "Prometheus exposition", "responses": _ok("Metrics", "text/plain")},
+    ("GET", "/openapi.json"): {
+        "summary": "This document",
+        "responses": _ok("OpenAPI 3.1", JSON, {"type": "object"}),
+    },
+}
+
+SECURITY_SCHEMES: Final = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "A key (or, where accepted, a token)."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "token": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "A short-lived token from POST /v1/tokens; never a key.",
+    },
+}
+
+
+def build_document(routes: list[tuple[str, str]], auth: bool) -> dict[str, Any]:
+    """The document for the app's `routes` ((method, path) pairs); with `auth`, the security
+    requirements of `[auth] mode = "keys"`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in routes:
+        operation = dict(OPERATIONS[(method, path)])
+        if auth:
+            if path in PUBLIC_PATHS:
+                operation["security"] = []
+            elif (method, path) in TOKEN_ROUTES:
+                operation["security"] = [{"bearer": []}, {"apiKey": []}, {"token": []}]
+        paths.setdefault(path, {})[method.lower()] = operation
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "agent-proxy", "version": package_version()},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }
+    if auth:
+        document["security"] = [{"bearer": []}, {"apiKey": []}]
+    return document
+
+
+def app_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, path) of every route the app serves (HEAD twins of GET routes left out)."""
+    return sorted(
+        {
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.resource is not None and route.method not in ("HEAD", "OPTIONS", "*")
+        }
+    )
+
+
+def install_openapi(app: web.Application, auth: bool) -> None:
+    cache: list[bytes] = []
+
+    async def openapi(request: web.Request) -> web.Response:
+        if not cache:  # built on first use: every route is registered by then
+            cache.append(orjson.dumps(build_document(app_routes(request.app), auth)))
+        return web.Response(body=cache[0], content_type=JSON)
+
+    app.router.add_get("/openapi.json", openapi)
