@@ -23,7 +23,7 @@ from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
 from proxy.openapi import install_openapi
 from proxy.playground import Playground
-from proxy.state import build_state
+from proxy.state.build import build_state
 from proxy.state.limits import MemoryLimitStore
 from proxy.state.redis import RedisState
 from proxy.state.redis_limits import RedisLimitStore

@@ -49,6 +49,12 @@ SCHEMAS: Final[dict[str, Any]] = {
             }
         },
     },
+    "UIRequest": {
+        "type": "object",
+        "description": "The Vercel AI SDK's `{id, messages}`, or AG-UI's `RunAgentInput`.",
+        "required": ["messages"],
+        "properties": {"messages": {"type": "array", "items": {"type": "object"}}},
+    },
     "StreamRequest": {
         "type": "object",
         "required": ["prompt"],
@@ -256,6 +262,34 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "summary": "Trade a key for a short-lived token (for browsers' URLs)",
         "requestBody": _body("TokenRequest", required=False),
         "responses": {**_ok("A token", JSON, _ref("Token")), **_errors(401, 403, 404, 415, 422)},
+    },
+    ("GET", "/v1/streams/{stream_id}"): {
+        "summary": "Resume a stream: its events after Last-Event-ID or `after`, then live to its end",
+        "parameters": [
+            {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": -1}},
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+        ],
+        "responses": {**_ok("The stream's remaining events", SSE), **_errors(400, 401, 404, 503)},
+    },
+    ("POST", "/v1/agents/{agent}/vercel-ai"): {
+        "summary": "The Vercel AI SDK's UI message stream (`{id, messages}` in)",
+        "parameters": [_AGENT],
+        "requestBody": _body("UIRequest"),
+        "responses": {**_ok("UI message stream parts", SSE), **_errors(*_STREAM_ERRORS)},
+    },
+    ("POST", "/v1/agents/{agent}/ag-ui"): {
+        "summary": "AG-UI (`RunAgentInput` in, AG-UI events out)",
+        "parameters": [_AGENT],
+        "requestBody": _body("UIRequest"),
+        "responses": {**_ok("AG-UI events", SSE), **_errors(*_STREAM_ERRORS)},
+    },
+    ("GET", "/"): {"summary": "Redirects to the playground", "responses": {"302": {"description": "Found"}}},
+    ("GET", "/playground"): {"summary": "The browser playground", "responses": _ok("The page", "text/html")},
+    ("GET", "/playground/{name}"): {
+        "summary": "The playground's static files",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {**_ok("A file", "application/octet-stream"), "404": {"description": "No such file"}},
     },
     ("GET", "/healthz"): {"summary": "Liveness", "responses": _ok("Serving", JSON, _ref("Status"))},
     ("GET", "/readyz"): {

@@ -31,7 +31,9 @@ log = logging.getLogger("agent_proxy.auth")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/playground"})
+PUBLIC_PATHS: Final = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/playground", "/playground/{name}"}
+)
 """Routes that need no credential (probes, scrapes, the description, the static page)."""
 TOKEN_ROUTES: Final = frozenset(
     {
