@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 from pydantic_ai.messages import ModelMessage, ModelRequest
 
+from proxy.observability.observer import ANONYMOUS_KEY
+
 
 def new_conversation_id() -> str:
     return f"conv_{uuid.uuid4().hex}"
@@ -57,7 +59,7 @@ class MemoryConversationStore:
                 return
             del self._items[oldest]
 
-    async def get(self, conversation_id: str, owner: str | None = None) -> list[ModelMessage] | None:
+    async def get(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> list[ModelMessage] | None:
         now = self._clock()
         self._expire(now)
         item = self._items.get(conversation_id)
@@ -68,7 +70,7 @@ class MemoryConversationStore:
         return list(item[2])
 
     async def put(
-        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = None
+        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = ANONYMOUS_KEY
     ) -> None:
         now = self._clock()
         self._expire(now)

@@ -52,7 +52,10 @@ async def test_ui_protocol_streams_are_recorded_under_their_transport(
         for family in text_string_to_metric_families(body)
         for s in family.samples
     }
-    outcome = ("agent_proxy_requests_total", (("agent", "a"), ("outcome", "stop"), ("transport", transport)))
+    outcome = (
+        "agent_proxy_requests_total",
+        (("agent", "a"), ("key", "anonymous"), ("outcome", "stop"), ("transport", transport)),
+    )
     assert samples[outcome] == 1.0
     ttft = (
         "agent_proxy_time_to_first_token_seconds_count",

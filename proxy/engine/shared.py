@@ -16,6 +16,7 @@ from pydantic_ai.messages import ModelMessage
 
 from proxy.engine.inputs import StreamInput
 from proxy.events import Event
+from proxy.observability.observer import ANONYMOUS_KEY
 
 
 class StateError(Exception):
@@ -45,11 +46,11 @@ class StoredStream:
 
 
 class ConversationStore(Protocol):
-    async def get(self, conversation_id: str, owner: str | None = None) -> list[ModelMessage] | None:
+    async def get(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> list[ModelMessage] | None:
         """The history, or None if unknown, expired, or another owner's. Raises StateError."""
 
     async def put(
-        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = None
+        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = ANONYMOUS_KEY
     ) -> None: ...
 
 

@@ -29,6 +29,7 @@ from proxy.config import ConversationSettings, ResumeSettings, StateSettings
 from proxy.conversations import trim_history
 from proxy.engine.shared import OwnerLost, StateError, StateMetrics, StoredStream, UnknownStreamError
 from proxy.events import End, Event
+from proxy.observability.observer import ANONYMOUS_KEY
 from proxy.state.codec import (
     decode_event,
     decode_input,
@@ -149,7 +150,7 @@ class RedisConversations:
         self._ttl = max(1, round(settings.idle_ttl_s))
         self._max_messages = settings.max_messages
 
-    async def get(self, conversation_id: str, owner: str | None = None) -> list[ModelMessage] | None:
+    async def get(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> list[ModelMessage] | None:
         key = self._state.key("conv", conversation_id)
         raw = await self._state.op("conversation_get", self._state.redis.getex(key, ex=self._ttl))
         if raw is None:
@@ -160,7 +161,7 @@ class RedisConversations:
         return decode_messages(orjson.dumps(data["messages"]))
 
     async def put(
-        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = None
+        self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = ANONYMOUS_KEY
     ) -> None:
         kept = trim_history(list(messages), self._max_messages)
         body = b'{"owner":%s,"messages":%s}' % (orjson.dumps(owner), encode_messages(kept))

@@ -13,7 +13,7 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,29 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 NGINX_CONF = DEPLOY / "nginx" / "agent-proxy.conf"
+DEPLOYED_ENV = {
+    "AGENT_PROXY_AUTH__MODE": "keys",
+    "AGENT_PROXY_AUTH__KEYS_FILE": str(DEPLOY / "keys.example.toml"),
+}
+"""What compose.yaml and the Deployment set besides the config file: keys, from a keys file (here the
+example one), which the config needs to serve 0.0.0.0."""
+
+
+@contextlib.contextmanager
+def as_deployed() -> Iterator[None]:
+    """The environment of a deployed proxy, while a test loads its config."""
+    saved = {name: os.environ.get(name) for name in DEPLOYED_ENV}
+    os.environ.update(DEPLOYED_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 MOCK_LISTENING = re.compile(rb"mock upstream listening on (http://127\.0\.0\.1:\d+)/v1")
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from proxy.config import load_settings
 
-from .conftest import DEPLOY, NGINX_CONF, ROOT, require_tool
+from .conftest import DEPLOY, NGINX_CONF, ROOT, as_deployed, require_tool
 
 COMPOSE = DEPLOY / "compose.yaml"
 SCHEMA = DEPLOY / "schemas" / "compose-spec.json"
@@ -70,7 +70,8 @@ def test_every_mounted_file_exists_and_the_proxy_config_loads() -> None:
         assert (DEPLOY / secret["file"]).exists()
     for service in proxies(data).values():
         config = bind_mounts(service)[service["environment"]["AGENT_PROXY_CONFIG"]]
-        settings = load_settings(config)
+        with as_deployed():
+            settings = load_settings(config)
         assert settings.server.host == "0.0.0.0"
         assert set(settings.agents) == {"assistant", "slow"}
 
@@ -88,7 +89,8 @@ def test_two_replicas_behind_the_shipped_nginx_config() -> None:
 
 def test_stop_grace_period_leaves_time_for_the_drain() -> None:
     for service in proxies(compose()).values():
-        drain = load_settings(DEPLOY / "agent-proxy.toml").server.drain_timeout_s
+        with as_deployed():
+            drain = load_settings(DEPLOY / "agent-proxy.toml").server.drain_timeout_s
         grace = int(service["stop_grace_period"].removesuffix("s"))
         assert grace > drain, (grace, drain)
 

@@ -22,7 +22,7 @@ import pytest
 from tests.serving import serve
 from tests.support import free_port, post_stream
 
-from .conftest import DEPLOY, ROOT, mock_upstream_process, venv_tool
+from .conftest import DEPLOY, DEPLOYED_ENV, ROOT, mock_upstream_process, venv_tool
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 VENV_IN_IMAGE = "/opt/agent-proxy"
@@ -147,12 +147,14 @@ async def test_the_build_stage_installs_a_proxy_that_serves_streams_and_passes_i
             "AGENT_PROXY_CONFIG": str(DEPLOY / "agent-proxy.toml"),
             # The compose host name `mock-upstream` does not resolve here; the environment overrides it.
             "AGENT_PROXY_UPSTREAMS__MOCK__BASE_URL": mock.base_url,
+            **DEPLOYED_ENV,  # keys, as deployed: the example key is "demo-key-change-me"
         }
         program = [str(image_venv / "bin" / entrypoint[0])]
         async with serve(*args, env=env, program=program) as served:
             port = int(served.url.rsplit(":", 1)[1])
             assert await healthcheck(image_venv, port) == 0
-            async with aiohttp.ClientSession() as session:
+            key = {"Authorization": "Bearer demo-key-change-me"}
+            async with aiohttp.ClientSession(headers=key) as session:
                 result = await post_stream(session, served.url, "assistant", "hello image")
             assert result.end["finish_reason"] == "stop"
             assert result.end["text"].startswith("echo: hello image")

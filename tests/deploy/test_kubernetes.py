@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from proxy.config import Settings
 
-from .conftest import DEPLOY, ROOT, require_tool
+from .conftest import DEPLOY, ROOT, as_deployed, require_tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.32.0"
@@ -97,7 +97,8 @@ def test_the_prometheusrule_is_generated_from_the_rule_files() -> None:
 
 def config() -> Settings:
     data = one("ConfigMap")["data"]
-    return Settings(**tomllib.loads(data["agent-proxy.toml"]))
+    with as_deployed():
+        return Settings(**tomllib.loads(data["agent-proxy.toml"]))
 
 
 def pod() -> dict[str, Any]:
