@@ -6,15 +6,7 @@ the `delta` texts concatenate to `end.text`. `cancel(reason)` ends the stream ea
 `finish_reason`. Closing the iterator (`aclose`, or cancelling the consuming task) cancels the agent
 run and the upstream request; the iterator must be closed in a `finally`.
 
-A stream is a state machine; `TRANSITIONS` names every allowed move, and any other is a bug that
-ends the stream with `internal_error`:
-
-    admitted -> attempting -> streaming -> ended
-                    ^   \\         |
-                    |    +--------+--> retrying -----> attempting (same model, after the backoff)
-                    |              \\-> falling_back -> attempting (next model) | falling_back (skip)
-    any state -> ended (success, failure, cancel, deadline)
-    admitted -> retrying (a stream taken over from a lost process: `retry` with `replica_lost`)
+A stream is a state machine: `proxy/engine/states.py` names its states and every allowed move.
 """
 
 from __future__ import annotations
@@ -23,11 +15,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState
 
@@ -40,6 +31,7 @@ from proxy.engine.pacing import AttemptCancelled, Pacer
 from proxy.engine.retrying import build_retrying
 from proxy.engine.runtime import AgentRuntime, ModelChoice
 from proxy.engine.shared import ConversationStore, StateError, StoredStream, StreamLogs
+from proxy.engine.states import TRANSITIONS, InvalidTransition, StreamState
 from proxy.events import (
     AttemptFinished,
     AttemptOutcome,
@@ -60,36 +52,6 @@ from proxy.events import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class StreamState(StrEnum):
-    ADMITTED = "admitted"
-    """Accepted by the engine; not iterated yet."""
-    ATTEMPTING = "attempting"
-    """An upstream attempt runs and has sent no content yet."""
-    STREAMING = "streaming"
-    """The current attempt has sent content (text, output or tool events)."""
-    RETRYING = "retrying"
-    """An attempt failed; waiting out the backoff before the next one on the same model."""
-    FALLING_BACK = "falling_back"
-    """Moving to the next model: the last one's attempts are spent or its circuit is open."""
-    ENDED = "ended"
-
-
-S = StreamState
-TRANSITIONS: Final[Mapping[StreamState, frozenset[StreamState]]] = {
-    # To `retrying` only when taken over from a lost process: its first event is that `retry`.
-    S.ADMITTED: frozenset({S.ATTEMPTING, S.RETRYING, S.FALLING_BACK, S.ENDED}),
-    S.ATTEMPTING: frozenset({S.STREAMING, S.RETRYING, S.FALLING_BACK, S.ENDED}),
-    S.STREAMING: frozenset({S.RETRYING, S.FALLING_BACK, S.ENDED}),
-    S.RETRYING: frozenset({S.ATTEMPTING, S.ENDED}),
-    S.FALLING_BACK: frozenset({S.ATTEMPTING, S.FALLING_BACK, S.ENDED}),
-    S.ENDED: frozenset(),
-}
-
-
-class InvalidTransition(RuntimeError):
-    """A move that `TRANSITIONS` does not allow: a bug in the engine."""
 
 
 @dataclass(frozen=True, slots=True)

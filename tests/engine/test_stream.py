@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from proxy.engine import Stream, StreamState
-from proxy.engine.stream import TRANSITIONS
+from proxy.engine.states import TRANSITIONS
 from proxy.events import CircuitChanged, Event, Fallback, Retry
 from tests.engine.scripted import STALL, Script, harness, http_error, play, runtime
 
