@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 from pydantic import (
     BaseModel,
@@ -232,7 +232,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _check_references(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+    def _check_references(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         # On the raw data, so that these problems come in the same report as the fields' own.
         problems = [
             InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc, input=None)
