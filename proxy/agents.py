@@ -22,6 +22,7 @@ from pydantic_ai.settings import ModelSettings
 
 from proxy.config import MCPServerSettings, Settings, TimeoutSettings
 from proxy.engine.runtime import AgentRegistry, AgentRuntime, ModelChoice
+from proxy.loop_lag import LoopLag
 from proxy.structured import SchemaOutput, load_schema
 from proxy.upstream import LeanOpenAIChatModel, LeanOpenAIProvider
 
@@ -84,12 +85,13 @@ def _mcp_toolset(name: str, cfg: MCPServerSettings) -> MCPToolset:
 
 
 def build_registry(
-    settings: Settings, instrumentation: InstrumentationSettings | None = None
+    settings: Settings, instrumentation: InstrumentationSettings | None = None, lag: LoopLag | None = None
 ) -> AgentRegistry:
     """Build every agent of `settings`; raises ModelBuildError naming the agent and model.
 
     With `instrumentation`, pydantic-ai's own spans (`invoke_agent`, `chat`, `execute_tool`) are
-    recorded through it, under the proxy's stream and attempt spans."""
+    recorded through it, under the proxy's stream and attempt spans. With `lag`, the upstreams'
+    connect timeouts do not count the time the event loop lagged."""
     registry = AgentRegistry(agents={})
     providers: dict[tuple[str, float], LeanOpenAIProvider] = {}
     toolsets: dict[str, MCPToolset] = {}
@@ -102,7 +104,7 @@ def build_registry(
             cfg = settings.upstreams[upstream]
             key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
             provider = LeanOpenAIProvider(
-                upstream, base_url=cfg.base_url, api_key=key, connect_timeout=timeouts.connect_s
+                upstream, base_url=cfg.base_url, api_key=key, connect_timeout=timeouts.connect_s, lag=lag
             )
             providers[cache_key] = provider
             registry.closers.append(provider.aclose)

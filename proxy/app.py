@@ -19,6 +19,7 @@ from proxy.engine.breaker import Breakers
 from proxy.engine.refusals import Refused
 from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
+from proxy.loop_lag import LoopLag
 from proxy.mock_upstream import MockServer, start_mock
 from proxy.observability.runtime import Telemetry
 from proxy.openapi import install_openapi
@@ -101,9 +102,11 @@ async def create_app(settings: Settings) -> web.Application:
             limiter=Limiter(limits, on_limited=metrics.rate_limited),
             on_failure=metrics.auth_failed,
         )
-    registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings())
+    lag = LoopLag()
+    registry = build_registry(settings, instrumentation=telemetry.instrumentation_settings(), lag=lag)
     await registry.start()
     await state.start()
+    lag.start()
     engine = Engine(
         registry,
         state,
@@ -113,7 +116,9 @@ async def create_app(settings: Settings) -> web.Application:
         grace_s=settings.resume.grace_s,
         metrics=telemetry.state_metrics,
         limiter=auth.limiter if auth is not None else None,
+        lag=lag,
     )
+    telemetry.metrics.loop.watch(lag, engine.gate)
     observer = telemetry.observer
     server = settings.server
     resume = ResumeTransport(engine, server.heartbeat_interval_s)
@@ -160,6 +165,7 @@ async def create_app(settings: Settings) -> web.Application:
     install_openapi(app, auth=auth is not None)
 
     async def _shutdown(app: web.Application) -> None:
+        lag.stop()
         await state.aclose()
         await registry.aclose()
         telemetry.shutdown()

@@ -1,11 +1,20 @@
 """Circuit breakers, one per upstream model: closed -> open after N consecutive failures ->
-half-open after a cool-down (one probe at a time) -> closed on success, open again on failure."""
+half-open after a cool-down (one probe at a time) -> closed on success, open again on failure.
+
+Opening logs one WARNING line (model, the last failure's cause, the consecutive failures) and closing
+one INFO line (how long it was not closed, how many attempts it kept off the model meanwhile).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
+
+from proxy.log_fields import fields
+
+log = logging.getLogger("agent_proxy.circuit")
 
 
 class CircuitState(StrEnum):
@@ -15,13 +24,18 @@ class CircuitState(StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(self, failure_threshold: int, cooldown_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, model: str, failure_threshold: int, cooldown_s: float, clock: Callable[[], float]
+    ) -> None:
+        self.model = model
         self._threshold = failure_threshold
         self._cooldown = cooldown_s
         self._clock = clock
         self.state = CircuitState.CLOSED
         self.failures = 0
         self._opened_at = 0.0
+        self._first_opened_at = 0.0
+        self._refused = 0
         self._probing = False
 
     def acquire(self) -> tuple[bool, CircuitState | None]:
@@ -30,11 +44,13 @@ class CircuitBreaker:
             return True, None
         if self.state is CircuitState.OPEN:
             if self._clock() - self._opened_at < self._cooldown:
+                self._refused += 1
                 return False, None
             self.state = CircuitState.HALF_OPEN
             self._probing = True
             return True, CircuitState.HALF_OPEN
         if self._probing:
+            self._refused += 1
             return False, None
         self._probing = True
         return True, None
@@ -49,16 +65,41 @@ class CircuitBreaker:
         if self.state is CircuitState.CLOSED:
             return None
         self.state = CircuitState.CLOSED
+        log.info(
+            "circuit of %s closed",
+            self.model,
+            extra=fields(
+                event="circuit_closed",
+                model=self.model,
+                open_s=round(self._clock() - self._first_opened_at, 3),
+                refused=self._refused,
+            ),
+        )
         return self.state
 
-    def record_failure(self) -> CircuitState | None:
+    def record_failure(self, cause: str) -> CircuitState | None:
+        """A failure that speaks about the model's health; `cause` is its reason (e.g. `http_503`)."""
         self.failures += 1
         self._probing = False
-        if self.state is CircuitState.HALF_OPEN or (
-            self.state is CircuitState.CLOSED and self.failures >= self._threshold
-        ):
+        if self.state is CircuitState.HALF_OPEN:
             self.state = CircuitState.OPEN
             self._opened_at = self._clock()
+            return self.state
+        if self.state is CircuitState.CLOSED and self.failures >= self._threshold:
+            self.state = CircuitState.OPEN
+            self._opened_at = self._first_opened_at = self._clock()
+            self._refused = 0
+            log.warning(
+                "circuit of %s opened",
+                self.model,
+                extra=fields(
+                    event="circuit_opened",
+                    model=self.model,
+                    cause=cause,
+                    failures=self.failures,
+                    cooldown_s=self._cooldown,
+                ),
+            )
             return self.state
         return None
 
@@ -79,7 +120,7 @@ class Breakers:
         breaker = self._breakers.get(model)
         if breaker is None:
             breaker = self._breakers[model] = CircuitBreaker(
-                self._threshold, self._cooldown, lambda: self.clock()
+                model, self._threshold, self._cooldown, lambda: self.clock()
             )
         return breaker
 

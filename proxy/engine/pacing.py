@@ -6,7 +6,9 @@ attempt watches it and re-arms itself lazily, so a wait costs a clock read and a
 an `asyncio.timeout` per wait cost a timer handle and its cancellation per event, about a third of
 the engine's CPU per chunk (docs/performance.md). When the deadline passes, or `cancel()` is called,
 the waiting task is cancelled, which cancels the upstream read; the caller then leaves the run's
-context, which closes the request. Call `close()` when the attempt ends.
+context, which closes the request. Call `close()` when the attempt ends. With a `LoopLag`, the
+first-token and idle deadlines move by the time the proxy's own event loop lagged (the total deadline
+is the client's and does not).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal, TypeVar
 
 from proxy.config import TimeoutSettings
 from proxy.engine.failures import AttemptTimeout
+from proxy.loop_lag import LoopLag
 
 T = TypeVar("T")
 
@@ -28,13 +31,16 @@ class AttemptCancelled(Exception):
 
 
 class Pacer:
-    def __init__(self, timeouts: TimeoutSettings, stream_deadline: float) -> None:
+    def __init__(self, timeouts: TimeoutSettings, stream_deadline: float, lag: LoopLag | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._timeouts = timeouts
         self._stream_deadline = stream_deadline
         self._first_deadline = self._loop.time() + timeouts.first_token_s
         self._got_first = False
         self._deadline = 0.0
+        self._kind: _Kind = "first_token"
+        self._lag = lag
+        self._lag_mark = lag.mark() if lag is not None else 0.0
         self._waiter: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._interrupting = False
@@ -60,6 +66,15 @@ class Pacer:
         self._timer = None
         if self._waiter is None:
             return  # between waits: the next wait re-arms it
+        if self._loop.time() >= self._deadline and self._kind != "total" and self._lag is not None:
+            # Time our own loop lagged is not the upstream's: the deadline moves by it.
+            lagged = self._lag.since(self._lag_mark)
+            self._lag_mark += lagged
+            self._deadline += lagged
+            if self._kind == "first_token":
+                self._first_deadline += lagged
+            if self._deadline >= self._stream_deadline:
+                self._deadline, self._kind = self._stream_deadline, "total"
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
         else:
@@ -72,11 +87,13 @@ class Pacer:
         kind: _Kind
         if self._got_first:
             kind, deadline = "idle", self._loop.time() + self._timeouts.idle_s
+            if self._lag is not None:
+                self._lag_mark = self._lag.mark()
         else:
             kind, deadline = "first_token", self._first_deadline
         if deadline >= self._stream_deadline:
             kind, deadline = "total", self._stream_deadline
-        self._deadline = deadline
+        self._deadline, self._kind = deadline, kind
         timer = self._timer
         if timer is None or timer.when() > deadline:
             if timer is not None:
@@ -95,7 +112,7 @@ class Pacer:
                 raise  # cancelled from elsewhere too: that cancellation wins
             if self.cancelled:
                 raise AttemptCancelled from None
-            raise AttemptTimeout(kind, self._limit(kind)) from None
+            raise AttemptTimeout(self._kind, self._limit(self._kind)) from None
         finally:
             self._waiter = None
             if self._interrupting:  # interrupted, but the awaitable ended another way

@@ -34,8 +34,10 @@ from proxy.engine.shared import (
     StateMetrics,
     UnknownStreamError,
 )
+from proxy.engine.start_gate import StartGate
 from proxy.engine.stream import Stream, StreamServices
 from proxy.events import Event
+from proxy.loop_lag import LoopLag
 
 if TYPE_CHECKING:
     from proxy.auth.limits import Grant, Limiter
@@ -55,12 +57,17 @@ class Engine:
         grace_s: float = 0.0,
         metrics: StateMetrics | None = None,
         limiter: Limiter | None = None,
+        lag: LoopLag | None = None,
     ) -> None:
         self.registry = registry
         self.state = state
         self.store = state.conversations
         self.breakers = breakers
-        self._services = StreamServices(state.conversations, breakers, state.logs, self._closed, grace_s)
+        self.gate = StartGate(lag) if lag is not None else None
+        """Paces attempt starts while `lag` says the event loop is overloaded."""
+        self._services = StreamServices(
+            state.conversations, breakers, state.logs, self._closed, grace_s, lag=lag, gate=self.gate
+        )
         self._metrics = metrics
         self._limiter = limiter
         self._grants: dict[Stream, Grant] = {}

@@ -31,6 +31,7 @@ from proxy.engine.pacing import AttemptCancelled, Pacer
 from proxy.engine.retrying import build_retrying
 from proxy.engine.runtime import AgentRuntime, ModelChoice
 from proxy.engine.shared import ConversationStore, StateError, StoredStream, StreamLogs
+from proxy.engine.start_gate import StartGate
 from proxy.engine.states import TRANSITIONS, InvalidTransition, StreamState
 from proxy.events import (
     AttemptFinished,
@@ -50,6 +51,7 @@ from proxy.events import (
     ToolResult,
     Usage,
 )
+from proxy.loop_lag import LoopLag
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class StreamServices:
     """How long a stream whose client left runs on, waiting for a client to resume it."""
     follow_check_s: float = 1.0
     """After the grace period, how often to check whether a client follows the stream again."""
+    lag: LoopLag | None = None
+    """The event loop's lag, which attempt deadlines do not count."""
+    gate: StartGate | None = None
+    """Paces attempt starts while the event loop lags."""
 
 
 class Stream:
@@ -100,6 +106,7 @@ class Stream:
         self._cancel_reason: FinishReason | None = None
         self._cancelled = asyncio.Event()
         self._pacer: Pacer | None = None
+        self._ticket: asyncio.Future[None] | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
         self._own_task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -126,6 +133,8 @@ class Stream:
         self._cancelled.set()
         if self._pacer is not None:
             self._pacer.cancel()
+        if self._ticket is not None:
+            self._ticket.cancel()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -334,7 +343,7 @@ class Stream:
             except AttemptFailed as exc:
                 self._failure = exc.failure
                 if exc.failure.upstream_fault:
-                    changed = breaker.record_failure()
+                    changed = breaker.record_failure(exc.failure.reason)
                     if changed is not None:
                         yield self._circuit_changed(choice, changed)
                 else:
@@ -380,10 +389,28 @@ class Stream:
                 step.cancel()
                 await asyncio.gather(step, return_exceptions=True)
 
+    async def _wait_to_start(self) -> None:
+        """Queue at the start gate while the loop lags; AttemptFailed(cancelled) if the stream is
+        ended meanwhile."""
+        gate = self._services.gate
+        ticket = gate.ticket() if gate is not None else None
+        if ticket is None:
+            return
+        self._ticket = ticket
+        try:
+            await ticket
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise
+            raise AttemptFailed(Failure.cancelled()) from None
+        finally:
+            self._ticket = None
+
     async def _attempt(self, choice: ModelChoice) -> AsyncGenerator[Event | AttemptResult, None]:
+        await self._wait_to_start()
         self._attempts += 1
         self._move(StreamState.ATTEMPTING)
-        self._pacer = pacer = Pacer(self.runtime.timeouts, self._deadline)
+        self._pacer = pacer = Pacer(self.runtime.timeouts, self._deadline, self._services.lag)
         started = time.monotonic()
         yield AttemptStarted(
             stream_id=self.id, agent=self.runtime.name, model=choice.name, attempt=self._attempts

@@ -36,6 +36,7 @@ from proxy.events import (
     Retry,
     Start,
 )
+from proxy.observability.loop_metrics import LoopMetrics
 from proxy.observability.multiprocess import (
     EXEMPLAR_LABEL,
     ExemplarStore,
@@ -298,6 +299,8 @@ class ProxyMetrics:
             buckets=STATE_BUCKETS,
             registry=reg,
         )
+
+        self.loop = LoopMetrics(reg)
 
         # Series that dashboards and alerts divide by or compare exist from the start, at zero.
         self.transport_children = {

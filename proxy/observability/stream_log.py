@@ -17,11 +17,10 @@ from typing import Any, Final, Literal
 from opentelemetry import trace
 
 from proxy.events import AttemptStarted, End, Error, Event, Fallback, Retry, Start
+from proxy.log_fields import FIELDS_ATTR
 from proxy.observability.observer import StreamContext, StreamOutcome
 
 STREAM_LOGGER: Final = "agent_proxy.stream"
-FIELDS_ATTR: Final = "fields"
-"""`logger.info(msg, extra={"fields": {...}})`: structured fields that the formatters render."""
 
 _STATE_KEY: Final = "log"
 

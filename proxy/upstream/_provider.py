@@ -32,6 +32,7 @@ from pydantic_ai.profiles import ModelProfile, merge_profile
 from pydantic_ai.providers import Provider
 from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
+from proxy.loop_lag import LoopLag
 from proxy.upstream._errors import TRANSPORT_ERRORS, connection_error, http_error
 from proxy.upstream._stream import ChunkStream
 
@@ -82,7 +83,8 @@ class LeanOpenAIProvider(Provider[Any]):
     Its aiohttp session (one connection pool, `max_connections=0`: unlimited) is created on first use in the
     running event loop, and again if it is used from another loop later. `api_key` is sent as
     `Authorization: Bearer <key>` (a placeholder without one, as `OpenAICompatibleProvider` does);
-    `trace_configs` are aiohttp's connection and request hooks (e.g. for metrics)."""
+    `trace_configs` are aiohttp's connection and request hooks (e.g. for metrics); with `lag`, the time
+    the event loop lagged does not count against the connect timeout."""
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class LeanOpenAIProvider(Provider[Any]):
         keepalive_timeout: float = 15.0,
         profile: ModelProfile | Callable[[str], ModelProfile | None] | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        lag: LoopLag | None = None,
     ) -> None:
         self._name = name
         self._base_url = base_url.rstrip("/") + "/"  # as the openai SDK normalises it
@@ -109,6 +112,7 @@ class LeanOpenAIProvider(Provider[Any]):
         self._keepalive_timeout = keepalive_timeout
         self._profile_override = profile
         self._trace_configs = list(trace_configs)
+        self._lag = lag
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._proxy: str | None = None
@@ -182,21 +186,8 @@ class LeanOpenAIProvider(Provider[Any]):
             else None
         )
         timeout = self._request_timeout(params.get("timeout"))
-        session = self._get_session()
         try:
-            if timeout is None:
-                response = await session.post(
-                    self._url, data=_dumps(body), headers=headers, proxy=self._proxy, allow_redirects=False
-                )
-            else:
-                response = await session.post(
-                    self._url,
-                    data=_dumps(body),
-                    headers=headers,
-                    proxy=self._proxy,
-                    allow_redirects=False,
-                    timeout=timeout,
-                )
+            response = await self._post(_dumps(body), headers, timeout)
         except TRANSPORT_ERRORS as exc:
             raise connection_error(model_name, exc, "read") from exc
         if response.status >= 400:
@@ -210,6 +201,34 @@ class LeanOpenAIProvider(Provider[Any]):
         if body.get("stream") is True:
             return ChunkStream(response, model_name)
         return await self._read_completion(response, model_name)
+
+    async def _post(
+        self, data: bytes, headers: dict[str, str] | None, timeout: aiohttp.ClientTimeout | None
+    ) -> aiohttp.ClientResponse:
+        """POST; when the connect timeout ran out while our own event loop lagged (the connection
+        was made but we ran too late to see it; nothing was sent), connect again, allowing for the
+        lag the last try saw. Only the time the upstream had counts against the connect timeout."""
+        session = self._get_session()
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        connect_s = (timeout.sock_connect if timeout is not None else None) or self._connect_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            began, mark = loop.time(), self._lag.mark() if self._lag is not None else 0.0
+            try:
+                return await session.post(
+                    self._url, data=data, headers=headers, proxy=self._proxy, allow_redirects=False, **options
+                )
+            except aiohttp.ConnectionTimeoutError:
+                if self._lag is None or connect_s is None:
+                    raise
+                lagged = self._lag.since(mark)
+                connect_s -= loop.time() - began - lagged
+                if connect_s <= 0:
+                    raise
+                read_s = timeout.sock_read if timeout is not None else None
+                options["timeout"] = aiohttp.ClientTimeout(
+                    total=None, sock_connect=connect_s + lagged, sock_read=read_s
+                )
 
     async def _read_completion(
         self, response: aiohttp.ClientResponse, model_name: str

@@ -4,6 +4,7 @@ and cancellation, on scripted pydantic-ai FunctionModels (no server, no sockets)
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -109,6 +110,32 @@ async def test_the_breaker_opens_skips_the_model_half_opens_after_the_cooldown_a
     assert probe.end.text == "recovered"
     assert circuit(probe.internal) == ["half_open", "closed"]
     assert h.breakers.states()["m0"] == "closed"
+
+
+async def test_the_breaker_logs_one_line_when_it_opens_and_one_when_it_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    primary, fallback = Script([[http_error(503)], [http_error(503)], ["recovered"]]), Script([["fb"]])
+    h = harness(runtime(primary, fallback, max_attempts=1), failure_threshold=2, cooldown_s=30)
+    caplog.set_level(logging.INFO, logger="agent_proxy.circuit")
+    for _ in range(3):  # two failures open it; the third stream is kept off the primary
+        await play(await h.engine.open("unit", "hi"))
+    h.clock.now += 31
+    await play(await h.engine.open("unit", "hi"))
+
+    lines = [(r.levelname, r.getMessage(), r.fields) for r in caplog.records]  # type: ignore[attr-defined]
+    assert lines == [
+        (
+            "WARNING",
+            "circuit of m0 opened",
+            {"event": "circuit_opened", "model": "m0", "cause": "http_503", "failures": 2, "cooldown_s": 30},
+        ),
+        (
+            "INFO",
+            "circuit of m0 closed",
+            {"event": "circuit_closed", "model": "m0", "open_s": 31.0, "refused": 1},
+        ),
+    ]
 
 
 async def test_a_failed_half_open_probe_opens_the_circuit_again() -> None:

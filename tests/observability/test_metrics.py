@@ -46,6 +46,9 @@ DOCUMENTED_METRICS: dict[str, tuple[str, set[str]]] = {
     "agent_proxy_takeovers": ("counter", set()),
     "agent_proxy_state_errors": ("counter", {"op"}),
     "agent_proxy_state_operation_seconds": ("histogram", {"op"}),
+    # The process's own load.
+    "agent_proxy_event_loop_lag_seconds": ("histogram", set()),
+    "agent_proxy_streams_waiting": ("gauge", set()),
 }
 
 

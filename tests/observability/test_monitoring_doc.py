@@ -8,10 +8,11 @@ import re
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+from proxy.log_fields import FIELDS_ATTR
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.observer import Observers
 from proxy.observability.settings import ObservabilitySettings
-from proxy.observability.stream_log import FIELDS_ATTR, LogObserver
+from proxy.observability.stream_log import LogObserver
 
 from .conftest import ROOT, Script, drive
 from .test_dashboard import load as load_dashboard
@@ -29,7 +30,7 @@ def test_every_metric_is_documented_with_its_labels() -> None:
     m = ProxyMetrics(["demo"], ["mock:fast"])
     assert m.registry is not None
     rows = {row[0]: row for row in re.findall(r"^\| `(agent_proxy_\w+)` \| ([^|]+) \| ([^|]*) \|", DOC, re.M)}
-    metrics = [v for v in vars(m).values() if isinstance(v, MetricWrapperBase)]
+    metrics = [v for part in (m, m.loop) for v in vars(part).values() if isinstance(v, MetricWrapperBase)]
     exported = {family.name for family in m.registry.collect()}
     assert {x._name for x in metrics} | {"agent_proxy_build"} == exported
     for metric in metrics:
