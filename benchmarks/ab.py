@@ -25,7 +25,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from bench import CONFIG, ROOT, cpu_seconds, free_port, rss_mib, wait_ready
 
@@ -34,12 +37,14 @@ from proxy.loadtest import LoadConfig, run_load
 from proxy.loadtest.config import Target
 
 
-def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stderr: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         env={**os.environ, **(env or {})},
     )
 
@@ -190,11 +195,18 @@ def main() -> None:
     )
     parser.add_argument("--auth", action="store_true", help="the working tree with keys and limits")
     args = parser.parse_args()
+    with checked_out(args.base) as tree:
+        asyncio.run(compare(tree, args))
+
+
+@contextmanager
+def checked_out(revision: str) -> Iterator[Path]:
+    """`revision` in a temporary git worktree, removed afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.base], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT, check=True)
         try:
-            asyncio.run(compare(tree, args))
+            yield tree
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 

@@ -72,7 +72,14 @@ def _model_settings() -> ModelSettings:
 
 def _mcp_toolset(name: str, cfg: MCPServerSettings) -> MCPToolset:
     # A failing tool is reported to the model (outcome "failed") instead of ending the stream.
-    common: dict[str, Any] = {"id": name, "tool_error_behavior": "failed", "read_timeout": cfg.timeout_s}
+    # `timeout_s` covers connecting too: pydantic-ai's own 5 s for the handshake is less than a
+    # stdio server's start-up on a busy machine.
+    common: dict[str, Any] = {
+        "id": name,
+        "tool_error_behavior": "failed",
+        "read_timeout": cfg.timeout_s,
+        "init_timeout": cfg.timeout_s,
+    }
     if cfg.command is not None:
         env = {"PATH": os.environ.get("PATH", ""), **cfg.env}
         transport = StdioTransport(
