@@ -66,7 +66,7 @@ async def stream_sse(
 
     end = await pump(events, send, ctx, observer, heartbeat_interval=heartbeat_interval, measure=measure)
     if end is not None:
-        await response.write_eof()
+        await body.end()
     return response
 
 

@@ -89,7 +89,7 @@ class OpenAITransport:
         ctx = stream_context(request, stream.id, chat.model, "openai")
         end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
         if end is not None:
-            await response.write_eof()
+            await body.end()
         return response
 
     async def _complete(
