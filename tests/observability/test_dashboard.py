@@ -95,7 +95,7 @@ def test_dashboard_shape() -> None:
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
     assert rows == [
         "Traffic", "Latency", "Errors and resilience", "Tokens", "Connection health", "Key $key",
-        "Shared state and resumption",
+        "Shared state and resumption", "Proxy load",
     ]  # fmt: skip
     ids = [p["id"] for p in panels(d)]
     assert len(ids) == len(set(ids))

@@ -35,7 +35,7 @@ def test_every_alert_is_tested_pending_firing_and_resolved() -> None:
     alerts = {a for f in RULE_FILES for a in re.findall(r"^\s*- alert: (\w+)", f.read_text(), re.M)}
     assert alerts == {
         "AgentProxyHighErrorRatio", "AgentProxyTTFTAboveSLO", "AgentProxyRetryStorm", "AgentProxyCircuitOpen",
-        "AgentProxyNoTraffic", "AgentProxyStateErrors", "AgentProxyKeyAtLimit",
+        "AgentProxyNoTraffic", "AgentProxyStateErrors", "AgentProxyKeyAtLimit", "AgentProxyEventLoopLagging",
     }  # fmt: skip
     tests = "\n".join(f.read_text() for f in TEST_FILES)
     for alert in alerts:
