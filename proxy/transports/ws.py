@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from proxy.observability.observer import Observer, StreamContext
 from proxy.transports.http import CALLER, stream_context
 from proxy.transports.pump import pump
 from proxy.transports.resume import NOBODY
+from proxy.transports.turn_writer import TurnWriter
 from proxy.transports.wire import encode_json
 
 PROTOCOL_PING_S = 20.0
@@ -25,6 +27,36 @@ PROTOCOL_PING_S = 20.0
 CLOSE_TIMEOUT_S = 0.5
 """How long a close waits for the peer's close frame: at shutdown, a peer that never answers must not
 hold the process past its drain timeout (Kubernetes kills a pod that overruns its grace period)."""
+
+
+def _text_frames(payloads: list[bytes]) -> bytes:
+    # A server's frames are not masked; the socket is opened with compression off.
+    frames = []
+    for payload in payloads:
+        size = len(payload)
+        if size < 126:
+            frames.append(bytes((0x81, size)))
+        elif size < 0x10000:
+            frames.append(struct.pack("!BBH", 0x81, 126, size))
+        else:
+            frames.append(struct.pack("!BBQ", 0x81, 127, size))
+        frames.append(payload)
+    return b"".join(frames)
+
+
+class _FrameWriter(TurnWriter):
+    """Text frames written in turns, past aiohttp's per-frame writer; nothing after its close frame."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, drain: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(transport, drain, _text_frames)
+        self._ws = ws
+
+    def closing(self) -> bool:
+        return self._ws.closed or super().closing()
 
 
 class _Socket:
@@ -36,9 +68,15 @@ class _Socket:
         self.ws = ws
         self.running: dict[str, tuple[Stream | None, asyncio.Task[None]]] = {}
         """Request id -> its stream (None for a resumed one) and the task writing it."""
+        self._writer: _FrameWriter | None = None
 
     async def send(self, payload: dict[str, Any]) -> None:
-        await self.ws.send_frame(encode_json(payload), WSMsgType.TEXT)
+        if self._writer is None:
+            transport = self.request.transport
+            if transport is None:
+                raise ConnectionResetError("the client closed the connection")
+            self._writer = _FrameWriter(self.ws, transport, self.request.writer.drain)
+        await self._writer.write(encode_json(payload))
 
     async def error(
         self, code: str, message: str, request_id: Any = None, retry_after: float | None = None
