@@ -164,3 +164,23 @@ async def test_duplicate_request_id_is_refused(
     errors = [f for f in frames["r"] if f["type"] == "error"]
     assert len(errors) == 1 and errors[0]["code"] == "bad_request"
     assert frames["r"][-1]["type"] == "end"
+
+
+async def test_frames_of_every_length_class_arrive_whole_and_in_order(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    # The proxy frames its text frames itself: lengths under 126 bytes, under 64 KiB and over it
+    # have three different headers.
+    agents = {"one": "e1?echo=1&chunks=1", "some": "e4?echo=1&chunks=4", "many": "e64?echo=1&chunks=64"}
+    prompts = {"one": "x" * 70_000, "some": "y" * 2_000, "many": "z" * 600}
+    proxy = await make_proxy(settings_for(mock, agents))
+    async with session.ws_connect(f"{proxy.url}/v1/ws", max_msg_size=1 << 20) as ws:
+        for agent, prompt in prompts.items():
+            frame = {"type": "prompt", "request_id": agent, "agent": agent, "prompt": prompt}
+            await ws.send_str(orjson.dumps(frame).decode())
+        frames = await collect(ws, 3)
+    for agent, prompt in prompts.items():
+        assert_stream_invariants(frames[agent])
+        text = "".join(f["text"] for f in frames[agent] if f["type"] == "delta")
+        assert text == frames[agent][-1]["text"]
+        assert prompt in text
