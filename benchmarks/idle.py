@@ -1,0 +1,164 @@
+"""Many idle streams on one proxy process: 10,000 SSE streams open at once, one chunk every 10 s,
+heartbeats in every gap.
+
+    .venv/bin/python benchmarks/idle.py [--streams 10000] [--chunks 6] [--gap-ms 10000] [--heartbeat-s 4]
+
+Each stream holds a client socket and an upstream socket in the proxy, so the run raises its
+open-file limit (as root it may raise the hard limit too). Reports streams ok and errors, the proxy's
+RSS at the peak and after, its CPU over the run, and that CPU per heartbeat and per chunk sent (from
+its /metrics), next to the same streams direct to the mock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+from pathlib import Path
+
+import aiohttp
+from ab import spawn
+from bench import ROOT, cpu_seconds, free_port, rss_mib, wait_ready
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.loadtest import LoadConfig, LoadResult, run_load
+
+CONFIG = """
+[server]
+heartbeat_interval_s = {heartbeat_s}
+max_concurrent_streams = {streams}
+
+[upstreams.mock]
+base_url = "{base_url}"
+
+[agents.idle]
+model = "mock:idle?chunks={chunks}&gap_ms={gap_ms}"
+
+[agents.warm]
+model = "mock:warm?chunks=8"
+"""
+
+
+def raise_open_files(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < needed:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return
+        except (ValueError, PermissionError):
+            needed = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+
+
+async def sent(url: str) -> float:
+    """Heartbeats and content events the proxy has sent so far (its /metrics)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    counted = ("agent_proxy_heartbeats_total", "agent_proxy_inter_token_seconds_count")
+    samples = (s for family in text_string_to_metric_families(text) for s in family.samples)
+    return sum(s.value for s in samples if s.name in counted)
+
+
+def load(url: str, target: str, agent: str, args: argparse.Namespace) -> LoadConfig:
+    expected_s = args.chunks * args.gap_ms / 1000
+    return LoadConfig(
+        url=url,
+        target=target,  # type: ignore[arg-type]
+        agent=agent,
+        concurrency=args.streams,
+        requests=args.streams,
+        max_in_flight=args.streams,
+        ramp_up_s=args.ramp_up_s,
+        timeout_s=expected_s + 120,
+        max_time_s=expected_s + args.ramp_up_s + 300,
+    )
+
+
+def report(name: str, result: LoadResult, extra: str = "") -> None:
+    print(
+        f"{name:20} ok {result.ok}/{result.total}  errors {dict(result.errors) or '-'}  "
+        f"TTFT ms p50 {result.ttft.get('p50', 0) * 1000:.0f} p99 {result.ttft.get('p99', 0) * 1000:.0f}  "
+        f"{extra}",
+        flush=True,
+    )
+
+
+async def peak_rss(pid: int, done: asyncio.Event) -> float:
+    peak = 0.0
+    while not done.is_set():
+        peak = max(peak, rss_mib(pid))
+        try:
+            async with asyncio.timeout(1):
+                await done.wait()
+        except TimeoutError:
+            pass
+    return peak
+
+
+async def run(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    mock_port, proxy_port = free_port(), free_port()
+    mock_url, proxy_url = f"http://127.0.0.1:{mock_port}", f"http://127.0.0.1:{proxy_port}"
+    config = tmp / "idle.toml"
+    config.write_text(
+        CONFIG.format(
+            base_url=f"{mock_url}/v1",
+            chunks=args.chunks,
+            gap_ms=args.gap_ms,
+            heartbeat_s=args.heartbeat_s,
+            streams=args.streams,
+        )
+    )
+    mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
+    proxy = spawn("-m", "proxy.cli", "serve", "--config", str(config), "--port", str(proxy_port), cwd=ROOT)
+    try:
+        await wait_ready(f"{mock_url}/health")
+        await wait_ready(f"{proxy_url}/readyz")
+        model = f"idle?chunks={args.chunks}&gap_ms={args.gap_ms}"
+        direct = await run_load(load(mock_url, "openai", model, args))
+        report("direct to the mock", direct)
+        await run_load(LoadConfig(url=proxy_url, target="sse", agent="warm", concurrency=8, requests=200))
+        rss_start = rss_mib(proxy.pid)
+        done = asyncio.Event()
+        watcher = asyncio.create_task(peak_rss(proxy.pid, done))
+        running = asyncio.create_task(run_load(load(proxy_url, "sse", "idle", args)))
+        # The idle phase: every stream open, between its first and last chunk.
+        await asyncio.sleep(args.ramp_up_s + 2)
+        cpu0, sent0 = cpu_seconds(proxy.pid), await sent(proxy_url)
+        window = args.gap_ms / 1000 * (args.chunks - 2)
+        await asyncio.sleep(window)
+        cpu, writes = cpu_seconds(proxy.pid) - cpu0, await sent(proxy_url) - sent0
+        result = await running
+        done.set()
+        peak = await watcher
+        report(
+            "through the proxy",
+            result,
+            f"RSS MiB start {rss_start:.0f} peak {peak:.0f} after {rss_mib(proxy.pid):.0f}  "
+            f"idle {window:.0f} s: CPU {cpu:.1f} s, {writes:.0f} heartbeats and chunks, "
+            f"{cpu / max(writes, 1) * 1e6:.0f} µs each",
+        )
+    finally:
+        for process in (proxy, mock):
+            process.terminate()
+            process.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--chunks", type=int, default=6)
+    parser.add_argument("--gap-ms", type=int, default=10_000)
+    parser.add_argument("--heartbeat-s", type=float, default=4.0)
+    parser.add_argument("--ramp-up-s", type=float, default=30.0, help="open the streams over this long")
+    args = parser.parse_args()
+    # The load generator holds a socket per stream; each server a socket per stream and side.
+    raise_open_files(2 * args.streams + 1024)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
