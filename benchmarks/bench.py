@@ -279,6 +279,8 @@ class Bench:
             "The mock upstream, the proxy and the load generator each run in their own process on the "
             "same 2 cores, so absolute figures are noisy; compare each proxy row with the `direct` row "
             "of the same load, measured minutes apart in the same run.",
+            "Against other gateways (Portkey, LiteLLM) and a byte relay: "
+            "[benchmarks-peers.md](benchmarks-peers.md), from `make bench-peers`.",
             "`added TTFT` is the proxy's p50/p99 minus direct's. `CPU/stream` is the proxy process's "
             "CPU (utime+stime from /proc) over the load divided by the streams. ITL mean is "
             "(E2E−TTFT)/(chunks−1) averaged over requests.",

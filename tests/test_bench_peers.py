@@ -1,15 +1,21 @@
-"""`make bench-peers` without the peers: the byte relay and the process-tree CPU."""
+"""`make bench-peers` without the peers: the byte relay, the process-tree CPU, the agent-proxy config it
+runs, and the report's medians."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bench import cpu_seconds, tree_cpu_seconds
+from peers.report import Context, Sample, cells, render
+from peers.targets import AGENT_PROXY_CONFIG
 from relay import make_app
+
+from proxy.config import load_settings
 
 # Split across writes as an upstream would, with bytes that a parser would notice: a comment, CRLF,
 # a partial event across two writes, non-ASCII.
@@ -61,3 +67,54 @@ def test_tree_cpu_counts_the_children() -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def test_agent_proxy_runs_with_the_shipped_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "peers.toml"
+    path.write_text(AGENT_PROXY_CONFIG.format(mock="http://127.0.0.1:9"))
+    settings = load_settings(path)
+    for name, field in type(settings).model_fields.items():
+        if name not in ("upstreams", "agents"):
+            assert getattr(settings, name) == field.get_default(call_default_factory=True), name
+    assert sorted(settings.agents) == ["fast", "paced"]
+
+
+def sample(rep: int, load: str, target: str, ttft_ms: float, cpu: float | None, rps: float) -> Sample:
+    return Sample(rep, load, target, 10, 10, rps, ttft_ms / 1000, cpu, errors={} if cpu else {"timeout": 1})
+
+
+def test_the_report_takes_medians_of_per_repetition_differences() -> None:
+    samples = [
+        # direct drifts between repetitions; the added TTFT is taken within each one.
+        sample(0, "a", "direct", 1.0, None, 500),
+        sample(1, "a", "direct", 5.0, None, 400),
+        sample(2, "a", "direct", 2.0, None, 450),
+        sample(0, "a", "relay", 3.0, 2.0, 300),
+        sample(1, "a", "relay", 7.5, 9.0, 200),
+        sample(2, "a", "relay", 5.0, 1.0, 250),
+        sample(0, "b", "relay", 30.0, 1.5, 100),
+    ]
+    table = cells(samples)
+    relay = table[("relay", "a")]
+    assert relay.added_ttft_p50_ms is not None
+    assert abs(relay.added_ttft_p50_ms - 2.5) < 1e-9  # the median of 2.0, 2.5, 3.0
+    assert relay.cpu_ms_per_stream == 2.0
+    assert relay.requests_per_s == 250
+    assert (relay.ok, relay.total) == (30, 30)
+    assert table[("direct", "a")].added_ttft_p50_ms is None
+    assert table[("direct", "a")].errors == {"timeout": 3}
+    context = Context(
+        date="today",
+        machine="here",
+        versions=["v"],
+        servers={"relay": ("python benchmarks/relay.py", None)},
+        targets={"direct": "direct", "relay": "byte relay", "litellm": "LiteLLM"},
+        loads={"a": "c=1", "b": "c=50", "c": "c=200"},
+        repetitions=3,
+        max_seconds=30,
+    )
+    text = render(samples, context)
+    assert "| byte relay | 2.0 / 1.5 / – | 100 | +2.5 ms |" in text
+    assert "| direct | – / – / – | – | – |" in text
+    assert "| LiteLLM | – / – / – | – | – |" in text
+    assert "| byte relay | 30/30 | 5.0 | +2.5 | 250.0 | 2.00 | 0 |" in text
