@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bench import cpu_seconds, tree_cpu_seconds
-from peers.report import Context, Sample, cells, render
-from peers.targets import AGENT_PROXY_CONFIG
+from peers.report import Context, Launch, Sample, cells, render
+from peers.targets import AGENT_PROXY_CONFIG, Server
 from relay import make_app
 
 from proxy.config import load_settings
@@ -107,7 +107,8 @@ def test_the_report_takes_medians_of_per_repetition_differences() -> None:
         date="today",
         machine="here",
         versions=["v"],
-        servers={"relay": ("python benchmarks/relay.py", None)},
+        load_average=(1.0, 2.0),
+        servers={"relay": Launch("python relay.py", headers={"X-Key": "k"})},
         targets={"direct": "direct", "relay": "byte relay", "litellm": "LiteLLM"},
         loads={"a": "c=1", "b": "c=50", "c": "c=200"},
         repetitions=3,
@@ -118,3 +119,14 @@ def test_the_report_takes_medians_of_per_repetition_differences() -> None:
     assert "| direct | – / – / – | – | – |" in text
     assert "| LiteLLM | – / – / – | – | – |" in text
     assert "| byte relay | 30/30 | 5.0 | +2.5 | 250.0 | 2.00 | 0 |" in text
+    assert "relay: `python relay.py`\n\nEach request to it carries `X-Key: k`." in text
+
+
+def test_the_report_shows_no_credential() -> None:
+    server = Server(
+        "x", ["serve", "--key", "s3cret"], 1, "/", env={"A": "1"}, config="k: s3cret", secret="s3cret"
+    )
+    launch = server.launch({"Authorization": "Bearer s3cret"})
+    assert launch.command == "A=1 serve --key <random per run>"
+    assert launch.config == "k: <random per run>"
+    assert launch.headers == {"Authorization": "Bearer <random per run>"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 import time
 from importlib.metadata import version
@@ -191,15 +192,19 @@ def main() -> None:
         for server in servers:
             started.append(server)
             server.spawn(scratch / "logs")
+        load_start = os.getloadavg()[0]
         samples = asyncio.run(run(chosen, servers, loads, args))
+        load_end = os.getloadavg()[0]
     finally:
         for server in reversed(started):
             server.stop()
+    headers = {t.server.name: t.headers for t in chosen if t.server is not None and t.headers}
     context = Context(
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         machine=machine_summary(),
+        load_average=(load_start, load_end),
         versions=versions(args.targets, scratch),
-        servers={s.name: (s.command(), s.config) for s in servers},
+        servers={s.name: s.launch(headers.get(s.name, {})) for s in servers},
         targets={name: label for name, label in TARGETS.items() if name in args.targets},
         loads={load.key: f"{load.label}, {load.requests} streams" for load in loads},
         repetitions=args.repetitions,

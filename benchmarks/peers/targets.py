@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import ROOT, free_port, tree_cpu_seconds, wait_ready
 
+from peers.report import Launch
 from proxy.loadtest import LoadConfig
 from proxy.loadtest.config import Target as Wire
 
@@ -62,6 +63,7 @@ class Server:
         ready_timeout_s: float = 60,
         env: dict[str, str] | None = None,
         config: str | None = None,
+        secret: str | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -71,6 +73,8 @@ class Server:
         self.env = env or {}
         self.config = config
         """The config file it reads, as the report shows it."""
+        self.secret = secret
+        """A credential in its config or requests, which the report does not show."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def spawn(self, logs: Path) -> None:
@@ -97,9 +101,18 @@ class Server:
             self.process.kill()
             self.process.wait(timeout=STOP_TIMEOUT_S)
 
-    def command(self) -> str:
-        """The command line, with paths relative to the repository, for the report."""
-        return " ".join(self.argv).replace(str(ROOT) + "/", "")
+    def launch(self, headers: dict[str, str]) -> Launch:
+        """How it was started and addressed, paths relative to the repository, for the report."""
+        env = "".join(f"{name}={value} " for name, value in self.env.items())
+        command = env + " ".join(self.argv).replace(str(ROOT) + "/", "")
+        return Launch(
+            self._redact(command),
+            None if self.config is None else self._redact(self.config),
+            {name: self._redact(value) for name, value in headers.items()},
+        )
+
+    def _redact(self, text: str) -> str:
+        return text if self.secret is None else text.replace(self.secret, "<random per run>")
 
 
 @dataclass
@@ -155,7 +168,7 @@ def portkey(start_script: Path, mock: str) -> Target:
 
 
 def litellm(command: Path, mock: str, scratch: Path) -> Target:
-    # LiteLLM refuses to start without a master key (1.108 on); each request then carries it.
+    # LiteLLM 1.108.7 refuses to start without a master key; each request then carries it.
     key = "sk-bench-" + secrets.token_hex(16)
     models = sorted({load.model for load in LOADS})
     config = {
@@ -169,12 +182,12 @@ def litellm(command: Path, mock: str, scratch: Path) -> Target:
         "general_settings": {"master_key": key},
     }
     path = scratch / "litellm.yaml"
-    path.write_text(json.dumps(config, indent=2))  # JSON is YAML, and needs no YAML library here
-    shown = json.dumps(config, indent=2).replace(key, "sk-bench-<random per run>")
+    text = json.dumps(config, indent=2)  # JSON is YAML, and needs no YAML library here
+    path.write_text(text)
     port = free_port()
     argv = [str(command), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--num_workers", "1"]
-    # Its import alone takes some 30 s of a busy 2-core machine. The local cost map: the machine
+    # Its start-up takes some 30 s of a busy 2-core machine. The local cost map: this machine
     # reaches no network, and start-up should not wait for the download to fail.
     server = Server(
         "litellm",
@@ -183,6 +196,7 @@ def litellm(command: Path, mock: str, scratch: Path) -> Target:
         "/health/liveliness",
         ready_timeout_s=300,
         env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-        config=shown,
+        config=text,
+        secret=key,
     )
     return Target("litellm", server.url, server=server, headers={"Authorization": f"Bearer {key}"})
