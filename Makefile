@@ -7,7 +7,7 @@ DEV    := $(VENV)/.dev-stamp
 JS_STAMP := tests/js/node_modules/.package-lock.json
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest fuzz bench setup clean
+.PHONY: run test lint typecheck pytest fuzz bench bench-peers setup clean
 
 setup: $(DEV)
 
@@ -52,6 +52,13 @@ fuzz: $(DEV)
 
 bench: $(DEV)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+# Not part of `test`: installs Portkey's gateway (npm) and LiteLLM (PyPI) into .bench-peers/ on first
+# use, then runs for some 15 minutes. Writes docs/benchmarks-peers.md.
+bench-peers: $(DEV)
+	scripts/ensure-tools.sh nodejs node
+	scripts/ensure-tools.sh npm npm
+	PYTHONPATH=benchmarks $(BIN)/python -m peers $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

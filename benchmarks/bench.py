@@ -72,9 +72,37 @@ def free_port() -> int:
         return port
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): [0] is the state, [1] the parent,
+    [11] utime, [12] stime, [13] cutime, [14] cstime."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and of all its descendants (a server that forks workers). Each one's
+    cutime + cstime counts its children that already ended, which are no longer in /proc."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat(int(entry.name))
+        except OSError:  # it ended since the listing
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        ticks[int(entry.name)] = sum(int(f) for f in fields[11:15])
+    total, stack = 0, [pid]
+    while stack:  # a tree: each process is visited once
+        p = stack.pop()
+        total += ticks.get(p, 0)
+        stack.extend(children.get(p, ()))
+    return total / CLK_TCK
 
 
 def rss_mib(pid: int) -> float:
@@ -240,8 +268,7 @@ class Bench:
 
     def report(self) -> str:
         machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_model()}), "
-            f"Python {platform.python_version()}, "
+            f"{machine_summary()}, "
             f"pydantic-ai {version('pydantic-ai-slim')}, aiohttp {version('aiohttp')}, "
             f"openai {version('openai')}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         )
@@ -252,6 +279,8 @@ class Bench:
             "The mock upstream, the proxy and the load generator each run in their own process on the "
             "same 2 cores, so absolute figures are noisy; compare each proxy row with the `direct` row "
             "of the same load, measured minutes apart in the same run.",
+            "Against other gateways (Portkey, LiteLLM) and a byte relay: "
+            "[benchmarks-peers.md](benchmarks-peers.md), from `make bench-peers`.",
             "`added TTFT` is the proxy's p50/p99 minus direct's. `CPU/stream` is the proxy process's "
             "CPU (utime+stime from /proc) over the load divided by the streams. ITL mean is "
             "(E2E−TTFT)/(chunks−1) averaged over requests.",
@@ -299,6 +328,13 @@ class Bench:
             "",
         ]
         return "\n".join(lines)
+
+
+def machine_summary() -> str:
+    """Architecture, cores, CPU model and Python version, for a report's heading."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores ({_cpu_model()}), Python {platform.python_version()}"
+    )
 
 
 def _cpu_model() -> str:
