@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from bench import CONFIG, ROOT, cpu_seconds, free_port, rss_mib, wait_ready
+from bench import CONFIG, ROOT, Redis, cpu_seconds, free_port, wait_ready
 
 from proxy.auth.keys import hash_key, new_key
 from proxy.loadtest import LoadConfig, run_load
@@ -58,42 +58,6 @@ name = "bench"
 sha256 = "{hash_key(AUTH_KEY)}"
 limits = {{ requests_per_minute = 100000000, tokens_per_minute = 100000000000, concurrent_streams = 100000 }}
 """
-
-
-class Redis:
-    """A redis-server of the run's own, on a free port, its files in a temporary directory."""
-
-    def __init__(self, directory: str) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                directory,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
-        ).stdout
-
-    def report(self) -> None:
-        keys = [k for k in self.cli("--scan").split() if k]
-        lasting = [k for k in keys if self.cli("ttl", k).strip() == "-1"]
-        print(
-            f"redis after the load: RSS {rss_mib(self.process.pid):.1f} MiB, {len(keys)} keys, "
-            f"{len(lasting)} without an expiry",
-            flush=True,
-        )
 
 
 class Proxy:
@@ -171,7 +135,7 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
                     flush=True,
                 )
         if redis is not None:
-            redis.report()
+            print(redis.summary(), flush=True)
     finally:
         extra = [redis.process] if redis else []
         for process in [mock, *(p.process for p in proxies), *extra]:

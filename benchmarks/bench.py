@@ -124,6 +124,48 @@ async def wait_ready(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.1)  # the process is still starting
 
 
+class Redis:
+    """A redis-server of the run's own, on a free port, its files in a temporary directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def summary(self) -> str:
+        """Its memory and keys now; every key must expire."""
+        keys = [k for k in self.cli("--scan").split() if k]
+        lasting = [k for k in keys if self.cli("ttl", k).strip() == "-1"]
+        return (
+            f"redis after the load: RSS {rss_mib(self.process.pid):.1f} MiB, {len(keys)} keys, "
+            f"{len(lasting)} without an expiry"
+        )
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    url: str
+
+
 @dataclass
 class Row:
     scenario: str
@@ -142,6 +184,7 @@ class Bench:
         self.quick = quick
         self.rows: list[Row] = []
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.redis_summary = ""
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -157,7 +200,7 @@ class Bench:
         mock_port, proxy_port = free_port(), free_port()
         self.mock = self.spawn("-m", "proxy.mock_upstream", "--port", str(mock_port))
         self.mock_url = f"http://127.0.0.1:{mock_port}"
-        config = Path(tempfile.mkdtemp()) / "bench.toml"
+        self.config = config = Path(tempfile.mkdtemp()) / "bench.toml"
         config.write_text(
             CONFIG.format(base_url=f"{self.mock_url}/v1", heartbeat=heartbeat, slow_chunks=slow_chunks)
         )
@@ -175,15 +218,19 @@ class Bench:
         for process in self.processes:
             process.wait(timeout=30)
 
-    async def load(self, scenario: str, path: str, **kw: Any) -> Row:
+    async def load(
+        self, scenario: str, path: str, *, via: Served | None = None, label: str | None = None, **kw: Any
+    ) -> Row:
+        """One load on `path` (`direct`: the mock), through `via` (default: the proxy)."""
+        proxy = via or Served(self.proxy, self.proxy_url)
         if path == "direct":
             config = LoadConfig(url=self.mock_url, target="openai", **kw)
         else:
-            config = LoadConfig(url=self.proxy_url, target=path, **kw)  # type: ignore[arg-type]
-        cpu0 = cpu_seconds(self.proxy.pid)
+            config = LoadConfig(url=proxy.url, target=path, **kw)  # type: ignore[arg-type]
+        cpu0 = cpu_seconds(proxy.process.pid)
         result = await run_load(config)
-        cpu = cpu_seconds(self.proxy.pid) - cpu0
-        row = Row(scenario, path, result)
+        cpu = cpu_seconds(proxy.process.pid) - cpu0
+        row = Row(scenario, label or path, result)
         if path != "direct" and result.ok:
             row.cpu_ms_per_stream = cpu / result.total * 1000
         self.rows.append(row)
@@ -263,8 +310,39 @@ class Bench:
                 if path == "sse":
                     row.extra["heartbeats"] = sum(r.heartbeats for r in row.result.records)
             self.rss_after = rss_mib(self.proxy.pid)
+            await self.redis_rows(n)
         finally:
             self.stop()
+
+    async def redis_rows(self, n: float) -> None:
+        """(e): the same SSE loads on a second proxy that keeps its state in Redis (stream logs for
+        resumption, conversations, leases), alternated with the in-memory proxy, three rounds each."""
+        redis = Redis(tempfile.mkdtemp())
+        self.processes.append(redis.process)
+        port = free_port()
+        env = {"AGENT_PROXY_STATE__BACKEND": "redis", "AGENT_PROXY_REDIS_URL": redis.url}
+        process = self.spawn(
+            "-m", "proxy.cli", "serve", "--config", str(self.config), "--port", str(port), env=env
+        )
+        on_redis = Served(process, f"http://127.0.0.1:{port}")
+        await wait_ready(f"{on_redis.url}/readyz")
+        await run_load(LoadConfig(url=on_redis.url, target="sse", agent="fast", concurrency=8, requests=80))
+        for conc, reqs in ((1, int(300 * n)), (50, int(2000 * n))):
+            scenario = f"(e) state in Redis: SSE, c={conc}, 64 chunks, no delay"
+            await self.load(scenario, "direct", agent="fast?chunks=64", concurrency=conc, requests=reqs)
+            for i in range(3):
+                for proxy, label in ((None, f"sse, memory #{i + 1}"), (on_redis, f"sse, redis #{i + 1}")):
+                    await self.load(
+                        scenario,
+                        "sse",
+                        via=proxy,
+                        label=label,
+                        agent="fast",
+                        concurrency=conc,
+                        requests=reqs,
+                        warmup_requests=min(conc, 20),
+                    )
+        self.redis_summary = redis.summary()
 
     def report(self) -> str:
         machine = (
@@ -327,6 +405,14 @@ class Bench:
             f"| {self.rss_after:.0f} MiB | {(self.rss_after / self.rss_warm_full - 1) * 100:+.0f}% |",
             "",
         ]
+        if self.redis_summary:
+            lines += [
+                "## Redis (e)",
+                "",
+                "Each `sse, memory` / `sse, redis` pair ran back to back; compare the pairs. The Redis "
+                f"server {self.redis_summary.removeprefix('redis ')}.",
+                "",
+            ]
         return "\n".join(lines)
 
 
