@@ -113,7 +113,10 @@ async def run(args: argparse.Namespace) -> None:
         )
     )
     mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
-    proxy = spawn("-m", "proxy.cli", "serve", "--config", str(config), "--port", str(proxy_port), cwd=ROOT)
+    log = (tmp / "proxy.log").open("wb")
+    proxy = spawn(
+        "-m", "proxy.cli", "serve", "--config", str(config), "--port", str(proxy_port), cwd=ROOT, stderr=log
+    )
     try:
         await wait_ready(f"{mock_url}/health")
         await wait_ready(f"{proxy_url}/readyz")
@@ -145,8 +148,10 @@ async def run(args: argparse.Namespace) -> None:
         )
     finally:
         for process in (proxy, mock):
-            process.terminate()
+            process.kill()
             process.wait(30)
+        log.close()
+        print(f"proxy log: {log.name}", flush=True)
 
 
 def main() -> None:
@@ -160,8 +165,9 @@ def main() -> None:
     parser.add_argument("--ramp-up-s", type=float, default=100.0, help="open the streams over this long")
     parser.add_argument("--direct", action="store_true", help="first the same streams direct to the mock")
     args = parser.parse_args()
-    # The load generator holds a socket per stream; each server a socket per stream and side.
-    raise_open_files(2 * args.streams + 1024)
+    # The load generator holds a socket per stream, the proxy two (client and upstream), with room
+    # for sockets still closing.
+    raise_open_files(3 * args.streams + 1024)
     asyncio.run(run(args))
 
 
