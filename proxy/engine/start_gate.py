@@ -6,7 +6,8 @@ looks like an upstream failure. Waiting streams have sent `start` already and ge
 their transport; how long they wait counts against their total deadline only.
 
 Each tick of the `LoopLag` releases a batch: it doubles while the lag is under the threshold and
-halves (to one, so the queue always moves) while it is over.
+halves while it is over, down to `min_batch`: a loop that lags for want of CPU (busy with the streams
+it runs, or starved by other processes) must still start new streams, only fewer at a time.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from proxy.loop_lag import LoopLag
 
 
 class StartGate:
-    def __init__(self, lag: LoopLag, threshold_s: float = 0.1, max_batch: int = 64) -> None:
+    def __init__(
+        self, lag: LoopLag, threshold_s: float = 0.25, min_batch: int = 8, max_batch: int = 64
+    ) -> None:
         self._lag = lag
         self._threshold = threshold_s
+        self._min_batch = min_batch
         self._max_batch = max_batch
         self._batch = max_batch
         self._queue: deque[asyncio.Future[None]] = deque()
@@ -46,7 +50,7 @@ class StartGate:
         if lag < self._threshold:
             self._batch = min(self._max_batch, self._batch * 2)
         else:
-            self._batch = max(1, self._batch // 2)
+            self._batch = max(self._min_batch, self._batch // 2)
         released = 0
         while self._queue and released < self._batch:
             ticket = self._queue.popleft()

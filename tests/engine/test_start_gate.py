@@ -20,14 +20,14 @@ async def test_no_lag_no_wait() -> None:
 
 async def test_a_lagging_loop_queues_starts_and_releases_them_in_order_a_batch_per_tick() -> None:
     lag = LoopLag()
-    gate = StartGate(lag, threshold_s=0.1, max_batch=4)
+    gate = StartGate(lag, threshold_s=0.1, min_batch=1, max_batch=4)
     lag.record(0.5)
     tickets = [gate.ticket() for _ in range(10)]
     assert all(t is not None for t in tickets) and gate.waiting == 10
 
     lag.record(0.5)  # still lagging: the batch halves, 4 -> 2 -> 1 ...
     assert released(tickets) == [0]
-    lag.record(0.5)  # ... and never to 0: the queue always moves
+    lag.record(0.5)  # ... and never below min_batch: the queue always moves
     lag.record(0.5)
     assert released(tickets) == [0, 1, 2]
     lag.record(0.01)  # caught up: 1 -> 2
@@ -42,7 +42,7 @@ async def test_a_lagging_loop_queues_starts_and_releases_them_in_order_a_batch_p
 
 async def test_a_cancelled_ticket_leaves_the_queue_and_takes_no_place_in_a_batch() -> None:
     lag = LoopLag()
-    gate = StartGate(lag, threshold_s=0.1, max_batch=2)
+    gate = StartGate(lag, threshold_s=0.1, min_batch=1, max_batch=2)
     lag.record(0.5)
     first, second, third = gate.ticket(), gate.ticket(), gate.ticket()
     assert first is not None and second is not None and third is not None
@@ -51,3 +51,15 @@ async def test_a_cancelled_ticket_leaves_the_queue_and_takes_no_place_in_a_batch
     assert gate.waiting == 2
     lag.record(0.5)  # batch 1
     assert second.done() and not third.done()
+
+
+async def test_a_loop_that_keeps_lagging_still_starts_min_batch_streams_a_tick() -> None:
+    lag = LoopLag()
+    gate = StartGate(lag, threshold_s=0.25, min_batch=8, max_batch=64)
+    lag.record(1.0)  # 64 -> 32
+    tickets = [gate.ticket() for _ in range(40)]
+    lag.record(1.0)  # 16
+    assert len(released(tickets)) == 16
+    lag.record(1.0)  # 8, and no fewer
+    lag.record(1.0)
+    assert len(released(tickets)) == 32
