@@ -6,7 +6,7 @@ Does every stream of the burst finish, and is the upstream blamed for the proxy'
 same burst goes direct to the mock upstream first (the baseline: what the load generator and the mock
 alone cost), then through the working tree's proxy, and with `--base` through that revision's proxy
 too (checked out in a temporary git worktree). The proxy's config names only the upstream and the
-agent: every other setting is the shipped default (5 s connect timeout, breaker, retries, heartbeats,
+agent (and `--heartbeat-s`, 15 s by default as shipped): every other setting is the shipped default (5 s connect timeout, breaker, retries, heartbeats,
 stream log). Per target: streams ok, error codes, TTFT p50/p99, the proxy's CPU; from its /metrics
 the upstream errors, retries and open circuits; from its log the circuit lines.
 """
@@ -29,6 +29,9 @@ from proxy.loadtest import LoadConfig, LoadResult, run_load
 from proxy.loadtest.config import Target
 
 CONFIG = """
+[server]
+heartbeat_interval_s = {heartbeat_s}
+
 [upstreams.mock]
 base_url = "{base_url}"
 
@@ -109,7 +112,11 @@ async def run(args: argparse.Namespace, trees: dict[str, Path]) -> None:
     mock_url = f"http://127.0.0.1:{mock_port}"
     mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
     config = tmp / "burst.toml"
-    config.write_text(CONFIG.format(base_url=f"{mock_url}/v1", chunks=args.chunks, gap_ms=args.gap_ms))
+    config.write_text(
+        CONFIG.format(
+            base_url=f"{mock_url}/v1", chunks=args.chunks, gap_ms=args.gap_ms, heartbeat_s=args.heartbeat_s
+        )
+    )
     try:
         await wait_ready(f"{mock_url}/health")
         direct = await run_load(
@@ -131,6 +138,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--gap-ms", type=int, default=1000)
     parser.add_argument("--ramp-up-s", type=float, default=0.0, help="spread the opens over this long")
+    parser.add_argument("--heartbeat-s", type=float, default=15.0, help="the shipped default: 15")
     parser.add_argument("--targets", nargs="+", default=["sse"], choices=["sse", "ws", "openai"])
     parser.add_argument("--base", help="also burst this git revision's proxy (e.g. HEAD~1)")
     args = parser.parse_args()
