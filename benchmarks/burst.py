@@ -5,10 +5,11 @@
 Does every stream of the burst finish, and is the upstream blamed for the proxy's own overload? The
 same burst goes direct to the mock upstream first (the baseline: what the load generator and the mock
 alone cost), then through the working tree's proxy, and with `--base` through that revision's proxy
-too (checked out in a temporary git worktree). The proxy's config names only the upstream and the
-agent (and `--heartbeat-s`, 15 s by default as shipped): every other setting is the shipped default (5 s connect timeout, breaker, retries, heartbeats,
-stream log). Per target: streams ok, error codes, TTFT p50/p99, the proxy's CPU; from its /metrics
-the upstream errors, retries and open circuits; from its log the circuit lines.
+too (checked out in a temporary git worktree). The proxy's config names only the upstream, the
+agent and the heartbeat interval (`--heartbeat-s`, 15 s as shipped): every other setting is the
+shipped default (5 s connect timeout, breaker, retries, stream log). Per target: streams ok, error
+codes, TTFT p50/p99, the proxy's CPU; from its /metrics the upstream errors, retries and open
+circuits; from its log the circuit lines.
 """
 
 from __future__ import annotations
