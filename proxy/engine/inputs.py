@@ -42,15 +42,32 @@ class RunOptions:
         return settings or None
 
 
+Content = str | tuple[str, ...]
+"""A message's text: one string, or text parts kept apart (OpenAI's list-of-parts content)."""
+
+
+def text_parts(texts: list[str]) -> Content:
+    """A message's text parts as `Content`: one part is plain text, several stay apart."""
+    if len(texts) == 1:
+        return texts[0]
+    return tuple(texts) if texts else ""
+
+
+def content_text(content: Content | list[str]) -> str:
+    """All of a message's text, for the checks that look at it as a whole (blank, too long)."""
+    return content if isinstance(content, str) else "".join(content)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Literal["system", "developer", "user", "assistant"]
-    content: str
+    content: Content
 
 
 @dataclass(slots=True)
 class StreamInput:
-    prompt: str
+    prompt: str | list[str]
+    """The user's prompt: one string, or text parts that reach the model as separate parts."""
     history: list[ModelMessage] = field(default_factory=list)
     conversation_id: str | None = None
     """Where the finished run is stored; None: the client keeps the history (OpenAI endpoint)."""
@@ -60,6 +77,10 @@ class StreamInput:
     options: RunOptions | None = None
     mid_stream: Literal["restart", "fail"] | None = None
     """Overrides the agent's `retry.mid_stream`: a client that cannot discard text needs `fail`."""
+
+
+def _prompt(content: Content) -> str | list[str]:
+    return content if isinstance(content, str) else list(content)
 
 
 def chat_input(
@@ -76,14 +97,16 @@ def chat_input(
     system: list[str] = []
     history: list[ModelMessage] = []
     for message in messages[:-1]:
+        content = message.content
         if message.role in ("system", "developer"):
-            system.append(message.content)
+            system.append(content if isinstance(content, str) else "\n\n".join(content))
         elif message.role == "user":
-            history.append(ModelRequest(parts=[UserPromptPart(content=message.content)]))
+            history.append(ModelRequest(parts=[UserPromptPart(content=_prompt(content))]))
         else:
-            history.append(ModelResponse(parts=[TextPart(content=message.content)]))
+            texts = [content] if isinstance(content, str) else content
+            history.append(ModelResponse(parts=[TextPart(content=text) for text in texts]))
     return StreamInput(
-        prompt=messages[-1].content,
+        prompt=_prompt(messages[-1].content),
         history=history,
         instructions="\n\n".join(system) if allow_system and system else None,
         options=options,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from proxy.auth.identity import ANONYMOUS, Caller, Identity
 from proxy.conversations import new_conversation_id
 from proxy.engine.breaker import Breakers
-from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
+from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input, content_text
 from proxy.engine.refusals import (
     Draining,
     ForbiddenAgent,
@@ -125,9 +125,10 @@ class Engine:
         self._admit(agent, caller)
         runtime = self.registry.agents[agent]
         request = chat_input(messages, runtime.allow_system_messages, options, discards=discards)
-        if not request.prompt.strip():
+        prompt = content_text(request.prompt)
+        if not prompt.strip():
             raise InvalidPrompt("the last user message has no text")
-        if len(request.prompt) > self._max_prompt:
+        if len(prompt) > self._max_prompt:
             raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
         return await self._start(agent, request, arrived_at, caller)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from proxy.engine.inputs import ChatMessage, RunOptions
+from proxy.engine.inputs import ChatMessage, Content, RunOptions
 from proxy.transports.openai.errors import InvalidParam
 
 Role = Literal["system", "developer", "user", "assistant"]
@@ -22,7 +22,8 @@ class ChatRequest:
     include_usage: bool
 
 
-def _content(value: object, param: str) -> str:
+def _content(value: object, param: str) -> Content:
+    """A string, or a list of text parts kept as parts (gluing them would change the prompt)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -34,7 +35,7 @@ def _content(value: object, param: str) -> str:
             if not isinstance(text, str):
                 raise InvalidParam(f"{param}[{i}].text", "a text part needs a string `text`")
             texts.append(text)
-        return "".join(texts)
+        return tuple(texts) if texts else ""
     raise InvalidParam(param, "`content` must be a string or a list of text parts")
 
 
