@@ -47,6 +47,11 @@ class Usage:
     output_tokens: int = 0
     requests: int = 0
 
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+
 
 @dataclass(slots=True, kw_only=True)
 class Start(Event):

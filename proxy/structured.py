@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 from pydantic_ai import ModelRetry, RunContext, StructuredDict
 
 OUTPUT_TOOL_PREFIX = "final_result"
@@ -54,6 +54,14 @@ class SchemaOutput:
             return output
         errors = sorted(self._validator.iter_errors(output), key=lambda e: list(e.path))
         if errors:
-            where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            raise ModelRetry(f"The output does not match the JSON schema at {where}: {errors[0].message}")
+            # Every problem at once, so that one retry can fix them all.
+            found = "; ".join(f"at {_where(e)}: {e.message}" for e in errors[:_MAX_ERRORS])
+            raise ModelRetry(f"The output does not match the JSON schema {found}")
         return output
+
+
+_MAX_ERRORS = 5
+
+
+def _where(error: ValidationError) -> str:
+    return "/".join(str(p) for p in error.path) or "(root)"

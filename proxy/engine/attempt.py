@@ -31,7 +31,7 @@ from pydantic_ai.direct import model_request_stream
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings, merge_model_settings
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.usage import RequestUsage, RunUsage, UsageLimits
 
 from proxy.engine.failures import IncompleteStream
 from proxy.engine.inputs import StreamInput
@@ -49,7 +49,6 @@ class AttemptResult:
     """What a successful attempt leaves behind (not sent as an event)."""
 
     messages: list[ModelMessage]
-    usage: Usage
     output: Any
     finish_reason: str | None
 
@@ -120,24 +119,36 @@ def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
 
 
 async def run_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
     """Yield this attempt's public events, then one AttemptResult.
 
+    `usage` is filled with what the upstream reported for this attempt's requests, also when the
+    attempt fails (an agent run may have made several requests before its output was refused).
     Raises AttemptTimeout / AttemptCancelled from the pacer; upstream errors propagate as
     pydantic-ai raised them.
     """
     if runtime.direct:
-        source = _direct_attempt(runtime, choice, stream_id, request, pacer)
+        source = _direct_attempt(runtime, choice, stream_id, request, pacer, usage)
     else:
-        source = _agent_attempt(runtime, choice, stream_id, request, pacer)
+        source = _agent_attempt(runtime, choice, stream_id, request, pacer, usage)
     async with aclosing(source) as items:
         async for item in items:
             yield item
 
 
 async def _agent_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
     output = _PartialOutput(stream_id) if runtime.structured else None
@@ -152,45 +163,47 @@ async def _agent_attempt(
         ) as events,
         aclosing(pacer.paced(aiter(events))) as paced,
     ):
-        async for ev in paced:
-            event = _part_event(ev, stream_id, output)
-            if event is not None:
-                yield event
-            elif isinstance(ev, FunctionToolCallEvent):
-                yield ToolCall(
-                    stream_id=stream_id,
-                    tool_call_id=ev.part.tool_call_id,
-                    name=ev.part.tool_name,
-                    args=ev.part.args_as_dict(),
-                )
-            elif isinstance(ev, FunctionToolResultEvent):
-                part = ev.part
-                yield ToolResult(
-                    stream_id=stream_id,
-                    tool_call_id=part.tool_call_id,
-                    name=part.tool_name,
-                    content=part.model_response_str()
-                    if hasattr(part, "model_response_str")
-                    else str(part.content),
-                    outcome=getattr(part, "outcome", "success"),
-                )
-            elif isinstance(ev, AgentRunResultEvent):
-                result = ev.result
-                messages = result.all_messages()
-                finish = _check_finished(_last_response(messages), choice)
-                if output is not None:
-                    yield Output(stream_id=stream_id, data=result.output, partial=False)
-                usage = result.usage
-                yield AttemptResult(
-                    messages=messages,
-                    usage=Usage(
-                        input_tokens=usage.input_tokens,
-                        output_tokens=usage.output_tokens,
-                        requests=usage.requests,
-                    ),
-                    output=result.output,
-                    finish_reason=finish,
-                )
+        try:
+            async for ev in paced:
+                event = _part_event(ev, stream_id, output)
+                if event is not None:
+                    yield event
+                elif isinstance(ev, FunctionToolCallEvent):
+                    yield ToolCall(
+                        stream_id=stream_id,
+                        tool_call_id=ev.part.tool_call_id,
+                        name=ev.part.tool_name,
+                        args=ev.part.args_as_dict(),
+                    )
+                elif isinstance(ev, FunctionToolResultEvent):
+                    part = ev.part
+                    yield ToolResult(
+                        stream_id=stream_id,
+                        tool_call_id=part.tool_call_id,
+                        name=part.tool_name,
+                        content=part.model_response_str()
+                        if hasattr(part, "model_response_str")
+                        else str(part.content),
+                        outcome=getattr(part, "outcome", "success"),
+                    )
+                elif isinstance(ev, AgentRunResultEvent):
+                    result = ev.result
+                    messages = result.all_messages()
+                    finish = _check_finished(_last_response(messages), choice)
+                    if output is not None:
+                        yield Output(stream_id=stream_id, data=result.output, partial=False)
+                    yield AttemptResult(
+                        messages=messages,
+                        output=result.output,
+                        finish_reason=finish,
+                    )
+        finally:
+            _record(usage, events.usage, events.usage.requests)
+
+
+def _record(usage: Usage, reported: RunUsage | RequestUsage, requests: int) -> None:
+    usage.input_tokens, usage.output_tokens = reported.input_tokens, reported.output_tokens
+    usage.requests = requests
 
 
 def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
@@ -199,7 +212,12 @@ def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
 
 
 async def _direct_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
     prompt = ModelRequest(
         parts=[UserPromptPart(content=request.prompt)], instructions=_instructions(runtime, request)
@@ -220,20 +238,21 @@ async def _direct_attempt(
         stream = await pacer.wait(stack.enter_async_context(request_stream))
         if isinstance(stream, PlainTextSource):
             stream.plain_text_events = True  # only the text is wanted here
-        async with aclosing(pacer.paced(aiter(stream))) as paced:
-            async for ev in paced:
-                event = _part_event(ev, stream_id, None)
-                if event is not None:
-                    yield event
+        try:
+            async with aclosing(pacer.paced(aiter(stream))) as paced:
+                async for ev in paced:
+                    event = _part_event(ev, stream_id, None)
+                    if event is not None:
+                        yield event
+        finally:
+            # The request counts once its stream opened, as the agent loop counts it.
+            _record(usage, stream.usage, 1)
         response = stream.get()
     finish = _check_finished(response, choice)
     if not any(isinstance(p, TextPart) and p.content for p in response.parts):
         raise IncompleteStream("the upstream answered with no text")
     yield AttemptResult(
         messages=[*messages, response],
-        usage=Usage(
-            input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens, requests=1
-        ),
         output=None,
         finish_reason=finish,
     )
