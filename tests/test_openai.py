@@ -356,7 +356,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None]] = [
     # name, fields added to a good body, OpenAI `param`
     ("no messages", {"messages": []}, "messages"),
     ("messages not a list", {"messages": "hi"}, "messages"),
-    ("tool role", {"messages": [{"role": "tool", "content": "x", "tool_call_id": "c"}]}, "messages[0].role"),
+    ("function role", {"messages": [{"role": "function", "content": "x", "name": "f"}]}, "messages[0].role"),
     ("no role", {"messages": [{"content": "x"}]}, "messages[0].role"),
     (
         "role a list",

@@ -43,6 +43,7 @@ from proxy.events import (
     Event,
     Fallback,
     FinishReason,
+    FunctionCall,
     Output,
     Retry,
     Start,
@@ -471,7 +472,10 @@ class Stream:
         if self._cancel_reason is not None and result is None:
             finish = self._cancel_reason
         elif result is not None:
-            finish = "length" if result.finish_reason == "length" else "stop"
+            if result.tool_calls is not None:
+                finish = "tool_calls"
+            else:
+                finish = "length" if result.finish_reason == "length" else "stop"
             stored = await self._store_answer(result)
         else:
             failure = self._failure or Failure.internal("no attempt ran")
@@ -481,7 +485,7 @@ class Stream:
                     stream_id=self.id, code=failure.code, message=failure.message, retryable=failure.retryable
                 )
             )
-        self.end = self._end_event(finish, stored)
+        self.end = self._end_event(finish, stored, result.tool_calls if result else None)
         events.append(self.end)
         self._move(StreamState.ENDED)
         return events
@@ -497,7 +501,9 @@ class Stream:
             return False
         return True
 
-    def _end_event(self, finish: FinishReason, stored: bool = False) -> End:
+    def _end_event(
+        self, finish: FinishReason, stored: bool = False, tool_calls: list[FunctionCall] | None = None
+    ) -> End:
         # A new conversation whose first turn was not stored does not exist under the id `start` named.
         request = self.request
         return End(
@@ -510,4 +516,5 @@ class Stream:
             ttft_s=None,
             duration_s=time.monotonic() - self._arrived,
             conversation_id=request.conversation_id if stored or not request.new_conversation else None,
+            tool_calls=tool_calls,
         )

@@ -33,6 +33,7 @@ DONE = b"data: [DONE]\n\n"
 _FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
+    "tool_calls": "tool-calls",  # only the OpenAI endpoint takes the client's tools; kept total
     "error": "error",
     "timeout": "error",
     "cancelled": "interrupted",
