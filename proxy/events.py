@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-FinishReason = Literal["stop", "length", "error", "timeout", "cancelled", "shutdown"]
+FinishReason = Literal["stop", "length", "tool_calls", "error", "timeout", "cancelled", "shutdown"]
 AttemptOutcome = Literal["success", "error", "cancelled"]
 
 
@@ -46,6 +46,20 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A call of one of the client's tools, as OpenAI's wire carries it (`arguments` is JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -122,9 +136,13 @@ class End(Event):
     ttft_s: float | None
     duration_s: float
     conversation_id: str | None
+    tool_calls: list[FunctionCall] | None = None
+    """With `finish_reason: "tool_calls"`: the calls of the client's tools it must answer."""
 
     def to_dict(self) -> dict[str, Any]:
         out = Event.to_dict(self)
+        if self.tool_calls is None:
+            del out["tool_calls"]
         out["usage"] = {
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,

@@ -99,7 +99,8 @@ SCHEMAS: Final[dict[str, Any]] = {
     "ChatCompletionRequest": {
         "type": "object",
         "required": ["model", "messages"],
-        "description": "OpenAI's Chat Completions body, `model` naming an agent; unknown fields are ignored.",
+        "description": "OpenAI's Chat Completions body, `model` naming an agent; unknown fields are "
+        "ignored, `functions` and `function_call` (replaced by `tools`) refused.",
         "properties": {
             "model": {"type": "string"},
             "messages": {
@@ -107,12 +108,15 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "minItems": 1,
                 "items": {
                     "type": "object",
-                    "required": ["role", "content"],
+                    "required": ["role"],
+                    "description": "`content` may be null only beside an assistant's `tool_calls`; a `tool` "
+                    "message answers the `id` of an earlier tool call.",
                     "properties": {
-                        "role": {"enum": ["system", "developer", "user", "assistant"]},
+                        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
                         "content": {
                             "oneOf": [
                                 {"type": "string"},
+                                {"type": "null"},
                                 {
                                     "type": "array",
                                     "items": {
@@ -123,8 +127,58 @@ SCHEMAS: Final[dict[str, Any]] = {
                                 },
                             ]
                         },
+                        "tool_calls": {"type": "array", "items": {"$ref": "#/components/schemas/ToolCall"}},
+                        "tool_call_id": {"type": "string"},
                     },
                 },
+            },
+            "tools": {"type": "array", "items": {"$ref": "#/components/schemas/Tool"}},
+            "tool_choice": {
+                "oneOf": [
+                    {"enum": ["none", "auto", "required"]},
+                    {
+                        "type": "object",
+                        "required": ["type", "function"],
+                        "properties": {
+                            "type": {"const": "function"},
+                            "function": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}},
+                            },
+                        },
+                    },
+                ]
+            },
+            "parallel_tool_calls": {"type": "boolean"},
+            "response_format": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"enum": ["text", "json_object"]}},
+                    },
+                    {
+                        "type": "object",
+                        "required": ["type", "json_schema"],
+                        "properties": {
+                            "type": {"const": "json_schema"},
+                            "json_schema": {
+                                "type": "object",
+                                "required": ["name", "schema"],
+                                "properties": {
+                                    "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                                    "description": {"type": "string"},
+                                    "schema": {
+                                        "type": "object",
+                                        "description": 'A JSON Schema of `"type": "object"`',
+                                    },
+                                    "strict": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                ]
             },
             "stream": {"type": "boolean"},
             "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
@@ -135,6 +189,37 @@ SCHEMAS: Final[dict[str, Any]] = {
             "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "user": {"type": "string"},
             "n": {"const": 1},
+        },
+    },
+    "Tool": {
+        "type": "object",
+        "required": ["type", "function"],
+        "description": "A function of the client's: the model may call it; the call goes to the client.",
+        "properties": {
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "description": {"type": "string"},
+                    "parameters": {"type": "object", "description": "A JSON Schema of the arguments"},
+                    "strict": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "ToolCall": {
+        "type": "object",
+        "required": ["id", "type", "function"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "required": ["name", "arguments"],
+                "properties": {"name": {"type": "string", "minLength": 1}, "arguments": {"type": "string"}},
+            },
         },
     },
     "TokenRequest": {

@@ -106,3 +106,15 @@ def test_example_runs_as_written(example: Example, demo: str) -> None:
     assert process.returncode == 0, f"README line {example.line}:\n{stdout}\n{stderr}"
     assert stdout.strip(), f"README line {example.line} printed nothing:\n{stderr}"
     assert '"error"' not in stdout, f"README line {example.line}:\n{stdout}"
+
+
+def test_websocket_example_ends_when_a_prompt_is_refused(demo: str) -> None:
+    """A refused prompt gets one `error` frame and no `end`: the example must not wait for one."""
+    [example] = [e for e in RUNNABLE if "ws_connect" in e.code]
+    refused = '"agent": "no-such-agent", "prompt": "two"'
+    code = example.code.replace(DEMO_PORT, demo).replace('"agent": "demo", "prompt": "two"', refused)
+    assert refused in code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert "r2 error" in result.stdout
+    assert "r1 end" in result.stdout

@@ -66,6 +66,11 @@ async def test_invalid_final_object_is_retried_then_ends_with_invalid_output(
     assert error["retryable"] is False
     assert result.end["finish_reason"] == "error"
     assert mock.stats.for_model(model).requests == 2  # the first answer and the one output retry
+    # The cause, not just "retries exceeded"; and the usage of both requests the upstream billed.
+    assert "at (root): 'tags' is a required property" in error["message"]
+    assert "at age: -1 is less than the minimum of 0" in error["message"]
+    assert result.end["usage"]["requests"] == 2
+    assert result.end["usage"]["output_tokens"] >= 2 and result.end["usage"]["input_tokens"] > 0
     # The second request told the model what was wrong.
     retry_prompt = orjson.dumps(mock.stats.last_request_bodies[-1]["messages"]).decode()
     assert "does not match the JSON schema" in retry_prompt

@@ -191,3 +191,16 @@ async def test_bad_bodies_get_a_4xx_and_start_nothing(
     proxy = await make_proxy(settings_for(mock, {"a": "m"}))
     await assert_refused(session, proxy, mock, "/v1/agents/a/vercel-ai", body, status, code)
     await assert_refused(session, proxy, mock, "/v1/agents/nope/vercel-ai", body, 404, "unknown_agent")
+
+
+async def test_text_parts_of_a_message_reach_the_upstream_as_parts(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m?chunks=2"}))
+    parts = [{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}]
+    body = {"id": "c", "messages": [{"id": "u", "role": "user", "parts": parts}]}
+    async with session.post(f"{proxy.url}/v1/agents/a/vercel-ai", json=body) as resp:
+        assert resp.status == 200
+        await resp.read()
+    sent = mock.stats.last_request_bodies[-1]["messages"]
+    assert sent[-1]["content"] == parts

@@ -11,7 +11,7 @@ Two paths give the same events, history and errors:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +28,18 @@ from pydantic_ai import (
     ToolCallPartDelta,
 )
 from pydantic_ai.direct import model_request_stream
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings, merge_model_settings
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.usage import RequestUsage, RunUsage, UsageLimits
 
+from proxy.engine.client_run import run_spec, tool_calls
 from proxy.engine.failures import IncompleteStream
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import Pacer
 from proxy.engine.runtime import AgentRuntime, ModelChoice
-from proxy.events import Delta, Event, Output, ToolCall, ToolResult, Usage
+from proxy.events import Delta, Event, FunctionCall, Output, ToolCall, ToolResult, Usage
 from proxy.plain_text import PlainText, PlainTextSource
 from proxy.structured import OUTPUT_TOOL_PREFIX
 
@@ -49,9 +51,10 @@ class AttemptResult:
     """What a successful attempt leaves behind (not sent as an event)."""
 
     messages: list[ModelMessage]
-    usage: Usage
     output: Any
     finish_reason: str | None
+    tool_calls: list[FunctionCall] | None = None
+    """The run ended with calls of the client's tools, which the client must answer."""
 
 
 class _PartialOutput:
@@ -86,18 +89,19 @@ class _PartialOutput:
         return Output(stream_id=self._stream_id, data=data, partial=True)
 
 
-def _part_event(ev: object, stream_id: str, output: _PartialOutput | None) -> Event | None:
-    """Our event for one model-stream event, if it carries anything a client sees."""
+def _part_event(ev: object, stream_id: str, output: _PartialOutput | None, text: bool = True) -> Event | None:
+    """Our event for one model-stream event, if it carries anything a client sees; `text=False`
+    when the model's text is the JSON answer, which goes out once, validated, as `output`."""
     if type(ev) is PlainText:
         return Delta(stream_id=stream_id, text=ev.text)
     if isinstance(ev, PartDeltaEvent):
-        if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta:
+        if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta and text:
             return Delta(stream_id=stream_id, text=ev.delta.content_delta)
         if output is not None and isinstance(ev.delta, ToolCallPartDelta):
             return output.feed(ev.index, ev.delta.args_delta)
     elif isinstance(ev, PartStartEvent):
         # The first chunk of a part arrives here, not as a delta.
-        if isinstance(ev.part, TextPart) and ev.part.content:
+        if isinstance(ev.part, TextPart) and ev.part.content and text:
             return Delta(stream_id=stream_id, text=ev.part.content)
         if output is not None and isinstance(ev.part, ToolCallPart):
             return output.start(ev.index, ev.part)
@@ -120,77 +124,97 @@ def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
 
 
 async def run_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
     """Yield this attempt's public events, then one AttemptResult.
 
+    `usage` is filled with what the upstream reported for this attempt's requests, also when the
+    attempt fails (an agent run may have made several requests before its output was refused).
     Raises AttemptTimeout / AttemptCancelled from the pacer; upstream errors propagate as
     pydantic-ai raised them.
     """
-    if runtime.direct:
-        source = _direct_attempt(runtime, choice, stream_id, request, pacer)
+    if runtime.direct and request.plain:
+        source = _direct_attempt(runtime, choice, stream_id, request, pacer, usage)
     else:
-        source = _agent_attempt(runtime, choice, stream_id, request, pacer)
+        source = _agent_attempt(runtime, choice, stream_id, request, pacer, usage)
     async with aclosing(source) as items:
         async for item in items:
             yield item
 
 
 async def _agent_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
     output = _PartialOutput(stream_id) if runtime.structured else None
+    spec = run_spec(runtime, request)
     async with (
         runtime.agent.run_stream_events(
             request.prompt,
+            output_type=spec.output_type,
             model=choice.model,
             message_history=request.history,
             instructions=request.instructions,
-            model_settings=request.options.model_settings() if request.options else None,
+            model_settings=spec.model_settings,
             usage_limits=limits,
+            toolsets=spec.toolsets,
         ) as events,
         aclosing(pacer.paced(aiter(events))) as paced,
     ):
-        async for ev in paced:
-            event = _part_event(ev, stream_id, output)
-            if event is not None:
-                yield event
-            elif isinstance(ev, FunctionToolCallEvent):
-                yield ToolCall(
-                    stream_id=stream_id,
-                    tool_call_id=ev.part.tool_call_id,
-                    name=ev.part.tool_name,
-                    args=ev.part.args_as_dict(),
-                )
-            elif isinstance(ev, FunctionToolResultEvent):
-                part = ev.part
-                yield ToolResult(
-                    stream_id=stream_id,
-                    tool_call_id=part.tool_call_id,
-                    name=part.tool_name,
-                    content=part.model_response_str()
-                    if hasattr(part, "model_response_str")
-                    else str(part.content),
-                    outcome=getattr(part, "outcome", "success"),
-                )
-            elif isinstance(ev, AgentRunResultEvent):
-                result = ev.result
-                messages = result.all_messages()
-                finish = _check_finished(_last_response(messages), choice)
-                if output is not None:
-                    yield Output(stream_id=stream_id, data=result.output, partial=False)
-                usage = result.usage
-                yield AttemptResult(
-                    messages=messages,
-                    usage=Usage(
-                        input_tokens=usage.input_tokens,
-                        output_tokens=usage.output_tokens,
-                        requests=usage.requests,
-                    ),
-                    output=result.output,
-                    finish_reason=finish,
-                )
+        try:
+            async for ev in paced:
+                event = _part_event(ev, stream_id, output, not spec.text_is_output)
+                if event is not None:
+                    yield event
+                elif isinstance(ev, FunctionToolCallEvent) and ev.part.tool_name not in spec.client_tools:
+                    yield ToolCall(
+                        stream_id=stream_id,
+                        tool_call_id=ev.part.tool_call_id,
+                        name=ev.part.tool_name,
+                        args=ev.part.args_as_dict(),
+                    )
+                elif isinstance(ev, FunctionToolResultEvent):
+                    part = ev.part
+                    yield ToolResult(
+                        stream_id=stream_id,
+                        tool_call_id=part.tool_call_id,
+                        name=part.tool_name,
+                        content=part.model_response_str()
+                        if hasattr(part, "model_response_str")
+                        else str(part.content),
+                        outcome=getattr(part, "outcome", "success"),
+                    )
+                elif isinstance(ev, AgentRunResultEvent):
+                    result = ev.result
+                    messages = result.all_messages()
+                    finish = _check_finished(_last_response(messages), choice)
+                    calls = tool_calls(result.output)
+                    if calls is None and (output is not None or spec.text_is_output):
+                        yield Output(stream_id=stream_id, data=result.output, partial=False)
+                    yield AttemptResult(
+                        messages=messages,
+                        output=result.output if calls is None else None,
+                        finish_reason=finish,
+                        tool_calls=calls,
+                    )
+        finally:
+            with suppress(UserError):  # raised by a run that failed before it started: no request
+                _record(usage, events.usage, events.usage.requests)
+
+
+def _record(usage: Usage, reported: RunUsage | RequestUsage, requests: int) -> None:
+    usage.input_tokens, usage.output_tokens = reported.input_tokens, reported.output_tokens
+    usage.requests = requests
 
 
 def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
@@ -199,8 +223,14 @@ def _instructions(runtime: AgentRuntime, request: StreamInput) -> str | None:
 
 
 async def _direct_attempt(
-    runtime: AgentRuntime, choice: ModelChoice, stream_id: str, request: StreamInput, pacer: Pacer
+    runtime: AgentRuntime,
+    choice: ModelChoice,
+    stream_id: str,
+    request: StreamInput,
+    pacer: Pacer,
+    usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
+    assert request.prompt is not None  # only plain requests take this path
     prompt = ModelRequest(
         parts=[UserPromptPart(content=request.prompt)], instructions=_instructions(runtime, request)
     )
@@ -220,20 +250,21 @@ async def _direct_attempt(
         stream = await pacer.wait(stack.enter_async_context(request_stream))
         if isinstance(stream, PlainTextSource):
             stream.plain_text_events = True  # only the text is wanted here
-        async with aclosing(pacer.paced(aiter(stream))) as paced:
-            async for ev in paced:
-                event = _part_event(ev, stream_id, None)
-                if event is not None:
-                    yield event
+        try:
+            async with aclosing(pacer.paced(aiter(stream))) as paced:
+                async for ev in paced:
+                    event = _part_event(ev, stream_id, None)
+                    if event is not None:
+                        yield event
+        finally:
+            # The request counts once its stream opened, as the agent loop counts it.
+            _record(usage, stream.usage, 1)
         response = stream.get()
     finish = _check_finished(response, choice)
     if not any(isinstance(p, TextPart) and p.content for p in response.parts):
         raise IncompleteStream("the upstream answered with no text")
     yield AttemptResult(
         messages=[*messages, response],
-        usage=Usage(
-            input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens, requests=1
-        ),
         output=None,
         finish_reason=finish,
     )

@@ -171,6 +171,22 @@ def _http_failure(exc: ModelHTTPError) -> Failure:
     return Failure.refused(f"http_{status}", code, f"http_{status}", message)
 
 
+def _with_cause(exc: BaseException) -> str:
+    """`exc`'s message and its root cause's: "Exceeded maximum output retries (1)" alone does not
+    say what was wrong with the output (the validation error the model was last told about)."""
+    root = exc
+    for _ in range(8):
+        if root.__cause__ is None:
+            break
+        root = root.__cause__
+    message = str(exc)
+    cause = " ".join(str(root).split())  # a pydantic validation error spans several lines
+    return f"{message}: {cause[:_MAX_CAUSE_CHARS]}" if root is not exc and cause != message else message
+
+
+_MAX_CAUSE_CHARS = 500
+
+
 def classify(exc: BaseException) -> Failure:
     """Map any exception out of an attempt to a Failure, by its type; unknown ones are internal."""
     if isinstance(exc, AttemptTimeout):
@@ -206,5 +222,5 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, UsageLimitExceeded):
         return Failure.refused("usage_limit", "usage_limit_exceeded", "usage_limit", str(exc))
     if isinstance(exc, UnexpectedModelBehavior):
-        return Failure.refused("invalid_output", "invalid_output", "invalid_output", str(exc))
+        return Failure.refused("invalid_output", "invalid_output", "invalid_output", _with_cause(exc))
     return Failure.internal(f"internal error ({type(exc).__name__})")

@@ -1,20 +1,26 @@
-"""What a stream runs on: the prompt, the history before it, and per-request model options."""
+"""What a stream runs on: the prompt, the history before it, per-request model options, and what
+an OpenAI client adds: its own tools and the format of the answer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
+    ModelRequestPart,
     ModelResponse,
+    ModelResponsePart,
     TextPart,
+    ToolCallPart,
+    ToolReturnPart,
     UserPromptPart,
 )
 from pydantic_ai.settings import ModelSettings
 
 from proxy.engine.refusals import InvalidMessages
+from proxy.events import FunctionCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,7 @@ class RunOptions:
     top_p: float | None = None
     stop: tuple[str, ...] | None = None
     user: str | None = None
+    parallel_tool_calls: bool | None = None
 
     def model_settings(self) -> ModelSettings | None:
         settings = ModelSettings()
@@ -39,18 +46,73 @@ class RunOptions:
             settings["stop_sequences"] = list(self.stop)
         if self.user is not None:
             settings["extra_body"] = {"user": self.user}
+        if self.parallel_tool_calls is not None:
+            settings["parallel_tool_calls"] = self.parallel_tool_calls
         return settings or None
+
+
+Content = str | tuple[str, ...]
+"""A message's text: one string, or text parts kept apart (OpenAI's list-of-parts content)."""
+
+
+def text_parts(texts: list[str]) -> Content:
+    """A message's text parts as `Content`: one part is plain text, several stay apart."""
+    if len(texts) == 1:
+        return texts[0]
+    return tuple(texts) if texts else ""
+
+
+def content_text(content: Content | list[str]) -> str:
+    """All of a message's text, for the checks that look at it as a whole (blank, too long)."""
+    return content if isinstance(content, str) else "".join(content)
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Content
+    tool_calls: tuple[FunctionCall, ...] = ()
+    """An assistant's calls of the client's tools."""
+    tool_call_id: str | None = None
+    """Which call a `tool` message answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """A function the client offers the model; the client runs it, not the proxy."""
+
+    name: str
+    parameters: dict[str, Any]
+    """Its arguments as a JSON Schema object."""
+    description: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTools:
+    """The client's tools and which of them the model may or must call (OpenAI's `tool_choice`)."""
+
+    tools: tuple[ClientTool, ...]
+    choice: Literal["auto", "none", "required"] = "auto"
+    forced: str | None = None
+    """The one tool the model must call (a named `tool_choice`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The answer is a JSON object: any (`json_object`) or one matching `schema` (`json_schema`)."""
+
+    schema: dict[str, Any] | None = None
+    name: str = "response"
+    description: str | None = None
+    strict: bool = False
 
 
 @dataclass(slots=True)
 class StreamInput:
-    prompt: str
+    prompt: str | list[str] | None
+    """The user's prompt: one string, or text parts that reach the model as separate parts; None
+    when the history ends with the results of the client's tools, which the model answers."""
     history: list[ModelMessage] = field(default_factory=list)
     conversation_id: str | None = None
     """Where the finished run is stored; None: the client keeps the history (OpenAI endpoint)."""
@@ -60,32 +122,85 @@ class StreamInput:
     options: RunOptions | None = None
     mid_stream: Literal["restart", "fail"] | None = None
     """Overrides the agent's `retry.mid_stream`: a client that cannot discard text needs `fail`."""
+    tools: ClientTools | None = None
+    response_format: ResponseFormat | None = None
+
+    @property
+    def plain(self) -> bool:
+        """A prompt for text, nothing the client adds: the direct model stream can answer it."""
+        return self.prompt is not None and self.tools is None and self.response_format is None
+
+
+def _prompt(content: Content) -> str | list[str]:
+    return content if isinstance(content, str) else list(content)
 
 
 def chat_input(
-    messages: list[ChatMessage], allow_system: bool, options: RunOptions | None, *, discards: bool = False
+    messages: list[ChatMessage],
+    allow_system: bool,
+    options: RunOptions | None,
+    *,
+    tools: ClientTools | None = None,
+    response_format: ResponseFormat | None = None,
+    discards: bool = False,
 ) -> StreamInput:
-    """An OpenAI-style message list -> the last user message as prompt, the rest as history.
+    """An OpenAI-style message list -> the last user message as prompt, the rest as history; when it
+    ends with `tool` messages, all of it is history and the model answers the tool results.
 
     System messages become instructions only when the agent allows it; otherwise they are dropped,
     so a client cannot override the agent's instructions. A client that can drop text it was sent
     (`discards`: the UI protocols) keeps the agent's `mid_stream` policy; others get `fail`.
     """
-    if not messages or messages[-1].role != "user":
-        raise InvalidMessages("the last message must have role 'user'")
+    if not messages or messages[-1].role not in ("user", "tool"):
+        raise InvalidMessages("the last message must have role 'user' or 'tool'")
+    prompt = _prompt(messages[-1].content) if messages[-1].role == "user" else None
     system: list[str] = []
     history: list[ModelMessage] = []
-    for message in messages[:-1]:
+    called: dict[str, str] = {}
+    """Tool call id -> the tool's name, for the results that answer them."""
+    for message in messages[:-1] if prompt is not None else messages:
+        content = message.content
         if message.role in ("system", "developer"):
-            system.append(message.content)
+            system.append(content if isinstance(content, str) else "\n\n".join(content))
         elif message.role == "user":
-            history.append(ModelRequest(parts=[UserPromptPart(content=message.content)]))
+            history.append(ModelRequest(parts=[UserPromptPart(content=_prompt(content))]))
+        elif message.role == "tool":
+            _add_request_part(history, _tool_return(message, called))
         else:
-            history.append(ModelResponse(parts=[TextPart(content=message.content)]))
+            called.update((call.id, call.name) for call in message.tool_calls)
+            history.append(ModelResponse(parts=_response_parts(message)))
     return StreamInput(
-        prompt=messages[-1].content,
+        prompt=prompt,
         history=history,
         instructions="\n\n".join(system) if allow_system and system else None,
         options=options,
         mid_stream=None if discards else "fail",
+        tools=tools,
+        response_format=response_format,
     )
+
+
+def _response_parts(message: ChatMessage) -> list[ModelResponsePart]:
+    content = message.content
+    texts = [content] if isinstance(content, str) else list(content)
+    if message.tool_calls:
+        texts = [text for text in texts if text]  # `content: null` beside tool calls
+    calls = [ToolCallPart(call.name, call.arguments, call.id) for call in message.tool_calls]
+    return [*(TextPart(content=text) for text in texts), *calls]
+
+
+def _tool_return(message: ChatMessage, called: dict[str, str]) -> ToolReturnPart:
+    call_id = message.tool_call_id or ""
+    name = called.get(call_id)
+    if name is None:
+        raise InvalidMessages(f"tool message answers no earlier tool call ({call_id!r})")
+    return ToolReturnPart(name, content_text(message.content), call_id)
+
+
+def _add_request_part(history: list[ModelMessage], part: ModelRequestPart) -> None:
+    """Results of one response's calls go back in one request, as pydantic-ai sends them."""
+    last = history[-1] if history else None
+    if isinstance(last, ModelRequest) and all(isinstance(p, ToolReturnPart) for p in last.parts):
+        last.parts = [*last.parts, part]
+    else:
+        history.append(ModelRequest(parts=[part]))

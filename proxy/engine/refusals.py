@@ -39,6 +39,17 @@ class InvalidMessages(Refused):
     code = "invalid_messages"
 
 
+class InvalidField(Refused):
+    """A request field the agent cannot honour (a `response_format` beside its own output schema,
+    a schema that is not one); `field` names it, as the client sent it."""
+
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class InvalidConversationId(Refused):
     code = "invalid_conversation_id"
 

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 from proxy.auth.identity import ANONYMOUS, Caller, Identity
 from proxy.conversations import new_conversation_id
 from proxy.engine.breaker import Breakers
-from proxy.engine.inputs import ChatMessage, RunOptions, StreamInput, chat_input
+from proxy.engine.client_run import admit_format, admit_tools
+from proxy.engine.inputs import (
+    ChatMessage,
+    ClientTools,
+    ResponseFormat,
+    RunOptions,
+    StreamInput,
+    chat_input,
+    content_text,
+)
 from proxy.engine.refusals import (
     Draining,
     ForbiddenAgent,
@@ -121,21 +130,34 @@ class Engine:
         messages: list[ChatMessage],
         options: RunOptions | None = None,
         *,
+        tools: ClientTools | None = None,
+        response_format: ResponseFormat | None = None,
         arrived_at: float | None = None,
         caller: Caller | None = None,
         discards: bool = False,
     ) -> Stream:
         """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history).
 
+        `tools` are the client's: a call of one ends the stream with `finish_reason: "tool_calls"`.
         `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
         `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
         self._admit(agent, caller)
         runtime = self.registry.agents[agent]
-        request = chat_input(messages, runtime.allow_system_messages, options, discards=discards)
-        if not request.prompt.strip():
-            raise InvalidPrompt("the last user message has no text")
-        if len(request.prompt) > self._max_prompt:
-            raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
+        admit_tools(runtime, tools)
+        request = chat_input(
+            messages,
+            runtime.allow_system_messages,
+            options,
+            tools=tools,
+            response_format=admit_format(runtime, response_format),
+            discards=discards,
+        )
+        if request.prompt is not None:  # None: the model answers the results of the client's tools
+            prompt = content_text(request.prompt)
+            if not prompt.strip():
+                raise InvalidPrompt("the last user message has no text")
+            if len(prompt) > self._max_prompt:
+                raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
         return await self._start(agent, request, arrived_at, caller)
 
     def check_accepting(self) -> None:

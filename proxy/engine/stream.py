@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState
@@ -44,6 +44,7 @@ from proxy.events import (
     Event,
     Fallback,
     FinishReason,
+    FunctionCall,
     Output,
     Retry,
     Start,
@@ -121,6 +122,8 @@ class Stream:
         self._text_sent = False
         """Text or output was sent: what `mid_stream = "fail"` protects."""
         self._attempts = 0
+        self._usage = Usage()
+        """What the upstream reported for every attempt's requests, the failed ones too."""
         self._failure: Failure | None = None
         """Why the last attempt (or the last model considered) failed."""
         self._retry_announced: asyncio.Future[float] | None = None
@@ -208,7 +211,7 @@ class Stream:
         self._closed = True
         if self.end is None and self._gen is not None:
             # Ended without its `end` (its task was cancelled): a client resuming it must not wait.
-            self.end = self._end_event(self._cancel_reason or "cancelled", None)
+            self.end = self._end_event(self._cancel_reason or "cancelled")
             self._stamp(self.end)
         self.state = StreamState.ENDED
         self._services.on_close(self)
@@ -415,8 +418,10 @@ class Stream:
         yield AttemptStarted(
             stream_id=self.id, agent=self.runtime.name, model=choice.name, attempt=self._attempts
         )
+        used = Usage()
         try:
-            async with aclosing(run_attempt(self.runtime, choice, self.id, self.request, pacer)) as items:
+            attempt = run_attempt(self.runtime, choice, self.id, self.request, pacer, used)
+            async with aclosing(attempt) as items:
                 async for item in items:
                     self._took(item)
                     yield item
@@ -432,6 +437,7 @@ class Stream:
         finally:
             pacer.close()
             self._pacer = None
+            self._usage.add(used)
         yield self._attempt_finished(choice, started, "success", None)
 
     def _took(self, item: Event | AttemptResult) -> None:
@@ -493,7 +499,10 @@ class Stream:
         if self._cancel_reason is not None and result is None:
             finish = self._cancel_reason
         elif result is not None:
-            finish = "length" if result.finish_reason == "length" else "stop"
+            if result.tool_calls is not None:
+                finish = "tool_calls"
+            else:
+                finish = "length" if result.finish_reason == "length" else "stop"
             stored = await self._store_answer(result)
         else:
             failure = self._failure or Failure.internal("no attempt ran")
@@ -503,7 +512,7 @@ class Stream:
                     stream_id=self.id, code=failure.code, message=failure.message, retryable=failure.retryable
                 )
             )
-        self.end = self._end_event(finish, result, stored)
+        self.end = self._end_event(finish, stored, result.tool_calls if result else None)
         events.append(self.end)
         self._move(StreamState.ENDED)
         return events
@@ -519,7 +528,9 @@ class Stream:
             return False
         return True
 
-    def _end_event(self, finish: FinishReason, result: AttemptResult | None, stored: bool = False) -> End:
+    def _end_event(
+        self, finish: FinishReason, stored: bool = False, tool_calls: list[FunctionCall] | None = None
+    ) -> End:
         # A new conversation whose first turn was not stored does not exist under the id `start` named.
         request = self.request
         return End(
@@ -527,9 +538,10 @@ class Stream:
             finish_reason=finish,
             text="".join(self._text),
             output=self._output,
-            usage=result.usage if result else Usage(),
+            usage=replace(self._usage),
             attempts=self._attempts,
             ttft_s=None,
             duration_s=time.monotonic() - self._arrived,
             conversation_id=request.conversation_id if stored or not request.new_conversation else None,
+            tool_calls=tool_calls,
         )

@@ -160,7 +160,10 @@ def _output_tool(body: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | Non
 
 
 def _response_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema the answer must match, if the request asks for JSON (`json_object`: any object)."""
     fmt = body.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
+        return {"type": "object"}
     if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
         return None
     spec = fmt.get("json_schema")

@@ -18,7 +18,9 @@ from proxy.events import End, Event
 Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui"]
 ANONYMOUS_KEY = "anonymous"
 """The `key` of streams without a key (`[auth] mode = "none"`)."""
-StreamOutcome = Literal["stop", "length", "error", "timeout", "cancelled", "shutdown", "client_disconnect"]
+StreamOutcome = Literal[
+    "stop", "length", "tool_calls", "error", "timeout", "cancelled", "shutdown", "client_disconnect"
+]
 
 
 @dataclass(slots=True)

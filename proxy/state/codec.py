@@ -8,8 +8,20 @@ from typing import Any
 import orjson
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 
-from proxy.engine.inputs import RunOptions, StreamInput
-from proxy.events import Delta, End, Error, Event, Output, Retry, Start, ToolCall, ToolResult, Usage
+from proxy.engine.inputs import ClientTool, ClientTools, ResponseFormat, RunOptions, StreamInput
+from proxy.events import (
+    Delta,
+    End,
+    Error,
+    Event,
+    FunctionCall,
+    Output,
+    Retry,
+    Start,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 _PUBLIC: dict[str, type[Event]] = {
     cls.type: cls for cls in (Start, Delta, Output, ToolCall, ToolResult, Retry, Error, End)
@@ -30,6 +42,8 @@ def decode_event(raw: bytes | str) -> Event:
     if cls is End:
         data["usage"] = Usage(**data["usage"])
         data.setdefault("text", None)
+        if "tool_calls" in data:
+            data["tool_calls"] = [FunctionCall(**call) for call in data["tool_calls"]]
     return cls(**data)
 
 
@@ -50,7 +64,16 @@ def encode_input(request: StreamInput) -> dict[str, Any]:
         "instructions": request.instructions,
         "options": asdict(request.options) if request.options else None,
         "mid_stream": request.mid_stream,
+        "tools": asdict(request.tools) if request.tools else None,
+        "response_format": asdict(request.response_format) if request.response_format else None,
     }
+
+
+def _decode_tools(raw: dict[str, Any] | None) -> ClientTools | None:
+    if raw is None:
+        return None
+    tools = tuple(ClientTool(**tool) for tool in raw["tools"])
+    return ClientTools(tools, raw["choice"], raw["forced"])
 
 
 def decode_input(data: dict[str, Any]) -> StreamInput:
@@ -64,7 +87,9 @@ def decode_input(data: dict[str, Any]) -> StreamInput:
             top_p=raw.get("top_p"),
             stop=tuple(stop) if stop else None,
             user=raw.get("user"),
+            parallel_tool_calls=raw.get("parallel_tool_calls"),
         )
+    fmt = data.get("response_format")
     return StreamInput(
         prompt=data["prompt"],
         history=decode_messages(orjson.dumps(data["history"])),
@@ -73,4 +98,6 @@ def decode_input(data: dict[str, Any]) -> StreamInput:
         instructions=data["instructions"],
         options=options,
         mid_stream=data["mid_stream"],
+        tools=_decode_tools(data.get("tools")),
+        response_format=ResponseFormat(**fmt) if fmt else None,
     )

@@ -41,7 +41,7 @@ from ag_ui.core import (
 from ag_ui.encoder import EventEncoder
 from pydantic import ValidationError
 
-from proxy.engine.inputs import ChatMessage
+from proxy.engine.inputs import ChatMessage, Content, text_parts
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
 from proxy.transports.collect import stream_error
@@ -58,7 +58,7 @@ def _invalid(message: str) -> RequestError:
     return RequestError(400, "invalid_body", message)
 
 
-def _user_text(message: UserMessage, where: str) -> str:
+def _user_text(message: UserMessage, where: str) -> Content:
     if isinstance(message.content, str):
         return message.content
     texts: list[str] = []
@@ -66,7 +66,7 @@ def _user_text(message: UserMessage, where: str) -> str:
         if part.type != "text":
             raise _invalid(f"{where}.content[{i}]: only text parts are supported")
         texts.append(part.text)
-    return "".join(texts)
+    return text_parts(texts)
 
 
 def parse_run_input(body: dict[str, Any]) -> tuple[RunAgentInput, list[ChatMessage]]:

@@ -37,7 +37,7 @@ def stream_error(end: End, error: Error | None) -> Error | None:
     stopped early without one (shutdown, cancelled); None when the stream succeeded."""
     if error is not None:
         return error
-    if end.finish_reason in ("stop", "length"):
+    if end.finish_reason in ("stop", "length", "tool_calls"):
         return None
     return Error(
         stream_id=end.stream_id,

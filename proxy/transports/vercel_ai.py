@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
-from proxy.engine.inputs import ChatMessage
+from proxy.engine.inputs import ChatMessage, Content, text_parts
 from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Retry, Start, ToolCall, ToolResult
 from proxy.transports.collect import stream_error
@@ -33,6 +33,7 @@ DONE = b"data: [DONE]\n\n"
 _FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
+    "tool_calls": "tool-calls",  # only the OpenAI endpoint takes the client's tools; kept total
     "error": "error",
     "timeout": "error",
     "cancelled": "interrupted",
@@ -47,7 +48,7 @@ def _invalid(message: str) -> RequestError:
     return RequestError(400, "invalid_messages", message)
 
 
-def _text(parts: object, where: str, role: str) -> str:
+def _text(parts: object, where: str, role: str) -> Content:
     if not isinstance(parts, list):
         raise _invalid(f"{where}.parts must be an array of parts")
     texts: list[str] = []
@@ -64,7 +65,7 @@ def _text(parts: object, where: str, role: str) -> str:
         elif kind == "file" and role != "assistant":
             raise _invalid(f"{where}.parts[{i}]: only text parts are supported")
         # Other parts (tools the proxy ran, data, steps, reasoning) are not model input.
-    return "".join(texts)
+    return text_parts(texts)
 
 
 def parse_ui_messages(body: dict[str, Any]) -> list[ChatMessage]:

@@ -26,7 +26,7 @@ from proxy.loadtest.record import (
 CONTENT_EVENTS = frozenset({"delta", "output"})
 # Events whose JSON body we need to look at; every other event is timed without parsing it.
 PARSED_EVENTS = frozenset({"error", "end", "retry", ""})
-_CLEAN_FINISH = frozenset({"stop", "length"})
+_CLEAN_FINISH = frozenset({"stop", "length", "tool_calls"})
 # After `end`/`[DONE]`, how long to wait for the response's EOF so its connection can be reused.
 _DRAIN_S = 1.0
 _ERROR_BODY_BYTES = 4096

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.events import End
+from proxy.events import End, FunctionCall
 from proxy.transports.wire import encode_json
 
 KEEPALIVE = b": keepalive\n\n"
@@ -48,6 +48,31 @@ class Chunks:
     def usage(self, end: End) -> bytes:
         return self._line({"choices": [], "usage": usage(end)})
 
+    def tool_calls(self, calls: list[FunctionCall]) -> bytes:
+        """Each call as OpenAI streams one: its id, type and name with empty `arguments` first,
+        then the arguments (clients concatenate the fragments of each `index`)."""
+        out = b""
+        for index, call in enumerate(calls):
+            head = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            out += self.choice({"tool_calls": [head]})
+            out += self.choice({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
+        return out
+
+
+def _message(end: End) -> dict[str, Any]:
+    if end.tool_calls is None:
+        return {"role": "assistant", "content": content_text(end), "refusal": None}
+    calls = [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in end.tool_calls
+    ]
+    return {"role": "assistant", "content": end.text or None, "refusal": None, "tool_calls": calls}
+
 
 def completion(completion_id: str, created: int, model: str, end: End) -> dict[str, Any]:
     """The `chat.completion` object of a stream that ended well."""
@@ -59,7 +84,7 @@ def completion(completion_id: str, created: int, model: str, end: End) -> dict[s
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content_text(end), "refusal": None},
+                "message": _message(end),
                 "logprobs": None,
                 "finish_reason": end.finish_reason,
             }

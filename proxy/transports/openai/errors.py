@@ -7,7 +7,7 @@ import math
 
 from aiohttp import web
 
-from proxy.engine.refusals import InvalidMessages, PromptTooLong, Refused, UnknownAgent
+from proxy.engine.refusals import InvalidField, InvalidMessages, PromptTooLong, Refused, UnknownAgent
 from proxy.errors import RequestError
 from proxy.events import Error
 from proxy.transports.collect import error_status
@@ -56,6 +56,8 @@ def request_error_response(exc: RequestError | Refused) -> web.Response:
     """A request error or an engine refusal in OpenAI's shape."""
     if isinstance(exc, InvalidParam):
         return openai_error(400, "invalid_request_error", exc.message, param=exc.param)
+    if isinstance(exc, InvalidField):
+        return openai_error(400, "invalid_request_error", exc.message, param=exc.field)
     if isinstance(exc, Refused):
         kind = type(exc)
         return openai_error(

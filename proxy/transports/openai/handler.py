@@ -36,6 +36,8 @@ class OpenAITransport:
                 chat.model,
                 chat.messages,
                 chat.options,
+                tools=chat.tools,
+                response_format=chat.response_format,
                 arrived_at=request.get(ARRIVED_AT),
                 caller=request.get(CALLER),
             )
@@ -79,12 +81,14 @@ class OpenAITransport:
                 if early is not None:
                     await body.write(error_chunk(early))
                     return
-                tail = chunks.choice({}, event.finish_reason)
+                tail = chunks.tool_calls(event.tool_calls) if event.tool_calls else b""
+                tail += chunks.choice({}, event.finish_reason)
                 if chat.include_usage:
                     tail += chunks.usage(event)
                 await body.write(tail + DONE)
             # `retry` is invisible (the engine never retries after content here); `tool_call` and
-            # `tool_result` stay inside the proxy, which runs the tools itself.
+            # `tool_result` stay inside the proxy, which runs the agent's tools itself. Calls of the
+            # client's tools come with `end`, as its `tool_calls`.
 
         ctx = stream_context(request, stream.id, chat.model, "openai")
         end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)

@@ -6,11 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from proxy.engine.inputs import ChatMessage, RunOptions
+from proxy.engine.inputs import ChatMessage, ClientTools, Content, ResponseFormat, RunOptions
 from proxy.transports.openai.errors import InvalidParam
+from proxy.transports.openai.tools import (
+    client_tools,
+    flag,
+    parallel_tool_calls,
+    response_format,
+    tool_calls,
+)
 
-Role = Literal["system", "developer", "user", "assistant"]
-ROLES = frozenset({"system", "developer", "user", "assistant"})
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +27,12 @@ class ChatRequest:
     options: RunOptions
     stream: bool
     include_usage: bool
+    tools: ClientTools | None = None
+    response_format: ResponseFormat | None = None
 
 
-def _content(value: object, param: str) -> str:
+def _content(value: object, param: str) -> Content:
+    """A string, or a list of text parts kept as parts (gluing them would change the prompt)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -34,7 +44,7 @@ def _content(value: object, param: str) -> str:
             if not isinstance(text, str):
                 raise InvalidParam(f"{param}[{i}].text", "a text part needs a string `text`")
             texts.append(text)
-        return "".join(texts)
+        return tuple(texts) if texts else ""
     raise InvalidParam(param, "`content` must be a string or a list of text parts")
 
 
@@ -42,6 +52,8 @@ def _messages(value: object) -> list[ChatMessage]:
     if not isinstance(value, list) or not value:
         raise InvalidParam("messages", "`messages` must be a non-empty array")
     out: list[ChatMessage] = []
+    called: set[str] = set()
+    """Ids of the tool calls so far: each `tool` message answers one of them."""
     for i, message in enumerate(value):
         param = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -49,10 +61,21 @@ def _messages(value: object) -> list[ChatMessage]:
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:  # a list or object is unhashable
             raise InvalidParam(
-                f"{param}.role", f"role {role!r} is not supported; use system, developer, user or assistant"
+                f"{param}.role",
+                f"role {role!r} is not supported; use system, developer, user, assistant or tool",
             )
-        content = _content(message.get("content"), f"{param}.content")
-        out.append(ChatMessage(role=cast(Role, role), content=content))
+        calls = tool_calls(message.get("tool_calls"), f"{param}.tool_calls") if role == "assistant" else ()
+        called.update(call.id for call in calls)
+        raw = message.get("content")
+        content = "" if raw is None and calls else _content(raw, f"{param}.content")
+        call_id = message.get("tool_call_id") if role == "tool" else None
+        if role == "tool" and (not isinstance(call_id, str) or call_id not in called):
+            raise InvalidParam(
+                f"{param}.tool_call_id", "a tool message answers the `id` of an earlier tool call"
+            )
+        out.append(
+            ChatMessage(role=cast(Role, role), content=content, tool_calls=calls, tool_call_id=call_id)
+        )
     return out
 
 
@@ -86,16 +109,9 @@ def _stop(value: object) -> tuple[str, ...] | None:
     raise InvalidParam("stop", "`stop` must be a string or an array of strings")
 
 
-def _flag(value: object, param: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InvalidParam(param, f"`{param}` must be a boolean")
-    return value
-
-
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
-    """OpenAI's request body -> what the engine needs; unknown fields are ignored."""
+    """OpenAI's request body -> what the engine needs; unknown fields are ignored, known ones the
+    proxy cannot honour are refused."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidParam("model", "`model` must be the name of an agent (see GET /v1/models)")
@@ -115,6 +131,15 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         top_p=_number(body, "top_p", 0, 1),
         stop=_stop(body.get("stop")),
         user=user,
+        parallel_tool_calls=parallel_tool_calls(body.get("parallel_tool_calls")),
     )
-    include_usage = _flag((stream_options or {}).get("include_usage"), "stream_options.include_usage")
-    return ChatRequest(model, messages, options, _flag(body.get("stream"), "stream"), include_usage)
+    include_usage = flag((stream_options or {}).get("include_usage"), "stream_options.include_usage")
+    return ChatRequest(
+        model,
+        messages,
+        options,
+        flag(body.get("stream"), "stream"),
+        include_usage,
+        client_tools(body),
+        response_format(body.get("response_format")),
+    )
