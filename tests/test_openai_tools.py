@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from proxy.mock_upstream import MockServer
 from tests.conftest import Proxy, ProxyFactory, settings_for
+from tests.test_mcp import LIST, stdio_settings
 from tests.test_openai import HI, openai_client, stream_chunks, upstream_body
 from tests.test_structured_output import PERSON
 
@@ -386,3 +388,17 @@ async def test_a_pydantic_ai_agent_runs_its_own_tools_through_the_proxy(
     assert text.endswith("(tool result: sunny in Paris)")
     assert mock.stats.total.requests == 2
     await proxy.engine.wait_idle(2)
+
+
+async def test_a_client_tool_named_like_one_of_the_agents_own_tools_is_a_400(
+    mock: MockServer, make_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    # The agent's MCP tools are only listed when its run starts, so the clash shows there: it must
+    # still be the client's 400, never the proxy's 500.
+    proxy = await make_proxy(stdio_settings(mock, tmp_path, LIST))
+    clash = {"type": "function", "function": {"name": "list_files", "parameters": {"type": "object"}}}
+    async with openai_client(proxy) as client:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(model="a", messages=HI, tools=[clash])
+    assert raised.value.code == "tool_name_conflict"
+    assert "list_files" in raised.value.message

@@ -22,6 +22,7 @@ from pydantic_ai.exceptions import (
     ModelTimeoutError,
     UnexpectedModelBehavior,
     UsageLimitExceeded,
+    UserError,
 )
 
 from proxy.events import FinishReason
@@ -221,6 +222,15 @@ def classify(exc: BaseException) -> Failure:
         return Failure.refused("content_filter", "content_filter", "content_filter", str(exc))
     if isinstance(exc, UsageLimitExceeded):
         return Failure.refused("usage_limit", "usage_limit_exceeded", "usage_limit", str(exc))
+    if isinstance(exc, UserError) and "conflicts with existing tool" in str(exc):
+        # The agent's own tools (MCP) are only listed when the run starts: a client tool of the same
+        # name is the request's mistake, found late.
+        return Failure.refused(
+            "tool_name_conflict",
+            "tool_name_conflict",
+            "tool_name_conflict",
+            f"a tool of the request is named like one of the agent's own tools: {exc}",
+        )
     if isinstance(exc, UnexpectedModelBehavior):
         return Failure.refused("invalid_output", "invalid_output", "invalid_output", _with_cause(exc))
     return Failure.internal(f"internal error ({type(exc).__name__})")

@@ -10,6 +10,7 @@ _STATUS_BY_CODE = {
     "context_too_long": 400,
     "upstream_bad_request": 400,
     "content_filter": 400,
+    "tool_name_conflict": 400,
     "shutdown": 503,
     "draining": 503,
     "cancelled": 503,
