@@ -396,7 +396,7 @@ async def test_a_client_tool_named_like_one_of_the_agents_own_tools_is_a_400(
     # The agent's MCP tools are only listed when its run starts, so the clash shows there: it must
     # still be the client's 400, never the proxy's 500.
     proxy = await make_proxy(stdio_settings(mock, tmp_path, LIST))
-    clash = {"type": "function", "function": {"name": "list_files", "parameters": {"type": "object"}}}
+    clash: Any = {"type": "function", "function": {"name": "list_files", "parameters": {"type": "object"}}}
     async with openai_client(proxy) as client:
         with pytest.raises(openai.BadRequestError) as raised:
             await client.chat.completions.create(model="a", messages=HI, tools=[clash])
