@@ -503,8 +503,9 @@ def comparisons_to_bool(expr: str) -> str:
     return "".join(out)
 
 
-QUIET_PANELS = {"Takeovers per second", "State errors per second by operation"}
-"""Panels that are zero while every replica and Redis are well: they must answer, at zero."""
+QUIET_PANELS = {"Takeovers per second", "State errors per second by operation", "Streams waiting to start"}
+"""Panels that are zero while every replica, Redis and the event loop are well: they must answer,
+at zero."""
 
 
 def finite(samples: list[Sample]) -> bool:
