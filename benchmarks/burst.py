@@ -47,10 +47,11 @@ COUNTED = (
 )
 
 
-async def scrape(url: str) -> dict[str, float]:
+async def scrape(url: str, names: tuple[str, ...] = COUNTED) -> dict[str, float]:
+    """The sums of the proxy's samples named `names`, from its /metrics."""
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
         text = await resp.text()
-    totals = dict.fromkeys(COUNTED, 0.0)
+    totals = dict.fromkeys(names, 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in totals:
@@ -59,8 +60,8 @@ async def scrape(url: str) -> dict[str, float]:
 
 
 def burst_config(url: str, target: Target, agent: str, args: argparse.Namespace) -> LoadConfig:
-    # The whole burst within one second: every worker starts in it, each sends one stream.
-    expected_s = args.chunks * args.gap_ms / 1000
+    # Every worker sends one stream, all at once (or spread over `--ramp-up-s`).
+    expected_s = args.chunks * args.gap_ms / 1000 + args.ramp_up_s
     return LoadConfig(
         url=url,
         target=target,

@@ -19,12 +19,11 @@ import resource
 import tempfile
 from pathlib import Path
 
-import aiohttp
 from ab import spawn
 from bench import ROOT, cpu_seconds, free_port, rss_mib, wait_ready
-from prometheus_client.parser import text_string_to_metric_families
+from burst import burst_config, report, scrape
 
-from proxy.loadtest import LoadConfig, LoadResult, run_load
+from proxy.loadtest import LoadConfig, run_load
 
 CONFIG = """
 [server]
@@ -55,35 +54,8 @@ def raise_open_files(needed: int) -> None:
 
 async def sent(url: str) -> float:
     """Heartbeats and content events the proxy has sent so far (its /metrics)."""
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    counted = ("agent_proxy_heartbeats_total", "agent_proxy_inter_token_seconds_count")
-    samples = (s for family in text_string_to_metric_families(text) for s in family.samples)
-    return sum(s.value for s in samples if s.name in counted)
-
-
-def load(url: str, target: str, agent: str, args: argparse.Namespace) -> LoadConfig:
-    expected_s = args.chunks * args.gap_ms / 1000
-    return LoadConfig(
-        url=url,
-        target=target,  # type: ignore[arg-type]
-        agent=agent,
-        concurrency=args.streams,
-        requests=args.streams,
-        max_in_flight=args.streams,
-        ramp_up_s=args.ramp_up_s,
-        timeout_s=expected_s + 120,
-        max_time_s=expected_s + args.ramp_up_s + 300,
-    )
-
-
-def report(name: str, result: LoadResult, extra: str = "") -> None:
-    print(
-        f"{name:20} ok {result.ok}/{result.total}  errors {dict(result.errors) or '-'}  "
-        f"TTFT ms p50 {result.ttft.get('p50', 0) * 1000:.0f} p99 {result.ttft.get('p99', 0) * 1000:.0f}  "
-        f"{extra}",
-        flush=True,
-    )
+    counted = await scrape(url, ("agent_proxy_heartbeats_total", "agent_proxy_inter_token_seconds_count"))
+    return sum(counted.values())
 
 
 async def peak_rss(pid: int, done: asyncio.Event) -> float:
@@ -122,12 +94,12 @@ async def run(args: argparse.Namespace) -> None:
         await wait_ready(f"{proxy_url}/readyz")
         if args.direct:
             model = f"idle?chunks={args.chunks}&gap_ms={args.gap_ms}"
-            report("direct to the mock", await run_load(load(mock_url, "openai", model, args)))
+            report("direct to the mock", await run_load(burst_config(mock_url, "openai", model, args)))
         await run_load(LoadConfig(url=proxy_url, target="sse", agent="warm", concurrency=8, requests=200))
         rss_start = rss_mib(proxy.pid)
         done = asyncio.Event()
         watcher = asyncio.create_task(peak_rss(proxy.pid, done))
-        running = asyncio.create_task(run_load(load(proxy_url, "sse", "idle", args)))
+        running = asyncio.create_task(run_load(burst_config(proxy_url, "sse", "idle", args)))
         # The idle phase: every stream open, between its first and last chunk. The load generator
         # shares this loop, so the stretch is timed by the clock, not by the sleep.
         loop = asyncio.get_running_loop()
