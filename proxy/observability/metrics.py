@@ -36,6 +36,7 @@ from proxy.events import (
     Retry,
     Start,
 )
+from proxy.observability.histogram_batch import HistogramBatch
 from proxy.observability.loop_metrics import LoopMetrics
 from proxy.observability.multiprocess import (
     EXEMPLAR_LABEL,
@@ -397,7 +398,7 @@ class StateMetricsRecorder:
 
 
 class _StreamMetrics:
-    """Per-stream cache of labelled children, so that a delta costs a dict lookup and one observe."""
+    """Per-stream cache of labelled children, so that a delta costs a dict lookup and a local count."""
 
     __slots__ = (
         "agent", "attempt_open", "failed_model", "itl", "key", "model", "prev_content_at", "transport",
@@ -409,7 +410,7 @@ class _StreamMetrics:
         self.transport = transport
         self.key = key
         self.model = OTHER
-        self.itl: Histogram | None = None
+        self.itl: HistogramBatch | None = None
         self.prev_content_at: float | None = None
         self.ttft_done = False
         self.failed_model: str | None = None
@@ -436,8 +437,8 @@ class MetricsObserver:
             st.prev_content_at = now
             if prev is not None and now is not None:
                 if st.itl is None:
-                    st.itl = self.m.inter_token.labels(st.agent, st.model)
-                st.itl.observe(now - prev)
+                    st.itl = HistogramBatch(self.m.inter_token.labels(st.agent, st.model))
+                st.itl.observe(now - prev, now)
             elif not st.ttft_done and ctx.first_content_at is not None:
                 st.ttft_done = True
                 labels = (st.agent, st.model, st.transport)
@@ -457,6 +458,8 @@ class MetricsObserver:
 
     def stream_finished(self, ctx: StreamContext, outcome: StreamOutcome, end: End | None) -> None:
         st: _StreamMetrics = ctx.state[_STATE_KEY]
+        if st.itl is not None:
+            st.itl.flush()
         m = self.m
         children = m.transport_children[ctx.transport]
         children[0].dec()
@@ -514,6 +517,8 @@ class MetricsObserver:
         label = self.m.model_label(model)
         if label != st.model:
             st.model = label
+            if st.itl is not None:
+                st.itl.flush()
             st.itl = None
 
     _handlers: Final[dict[type[Event], Any]] = {
