@@ -123,7 +123,7 @@ def _last_response(messages: list[ModelMessage]) -> ModelResponse | None:
     return None
 
 
-async def run_attempt(
+def run_attempt(
     runtime: AgentRuntime,
     choice: ModelChoice,
     stream_id: str,
@@ -131,7 +131,7 @@ async def run_attempt(
     pacer: Pacer,
     usage: Usage,
 ) -> AsyncGenerator[Event | AttemptResult, None]:
-    """Yield this attempt's public events, then one AttemptResult.
+    """This attempt's public events, then one AttemptResult (close the generator when done).
 
     `usage` is filled with what the upstream reported for this attempt's requests, also when the
     attempt fails (an agent run may have made several requests before its output was refused).
@@ -139,12 +139,8 @@ async def run_attempt(
     pydantic-ai raised them.
     """
     if runtime.direct and request.plain:
-        source = _direct_attempt(runtime, choice, stream_id, request, pacer, usage)
-    else:
-        source = _agent_attempt(runtime, choice, stream_id, request, pacer, usage)
-    async with aclosing(source) as items:
-        async for item in items:
-            yield item
+        return _direct_attempt(runtime, choice, stream_id, request, pacer, usage)
+    return _agent_attempt(runtime, choice, stream_id, request, pacer, usage)
 
 
 async def _agent_attempt(

@@ -13,7 +13,8 @@ before iterating. Then, from the first chunk on, each chunk that only adds text 
 finish reason, usage, reasoning, refusal, logprobs, annotations or tool calls; text that is not a
 thinking tag and holds no zero-width character, so special-token restoration leaves it as it is)
 is yielded as a `PlainText` event, without the parts manager and the restorer, whose per-delta
-copies were a fifth of the proxy's CPU per stream (docs/performance.md). The text is recorded in
+copies were a fifth of the proxy's CPU per stream (docs/performance.md), and without the generators
+pydantic-ai's `__aiter__` wraps around every event. The text is recorded in
 the parts manager and the restorer as one piece when the first other chunk arrives, or at the end;
 that chunk and everything after it take the full mapping. The `ModelResponse` is the same either
 way (`tests/upstream/test_scripted.py` compares them).
@@ -22,6 +23,7 @@ way (`tests/upstream/test_scripted.py` compares them).
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -69,6 +71,7 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
     _text_pieces: list[str] = field(default_factory=list[str], init=False)
     plain_text_events: bool = field(default=False, init=False)
     """Yield `PlainText` for chunks that only add text (see the module docstring); set before iterating."""
+    _events: AsyncIterator[ModelResponseStreamEvent] | None = field(default=None, init=False)
 
     async def close_stream(self) -> None:
         if self._stream is not None:
@@ -77,36 +80,60 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
     def get_stream_cancel_errors(self) -> tuple[type[BaseException], ...]:
         return (*super().get_stream_cancel_errors(), aiohttp.ClientError)
 
-    async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
-        assert self._stream is not None and self._first_chunk is not None
-        first, self._first_chunk = self._first_chunk, None
-        mapped: dict[str, Any] | None = first
-        if self.plain_text_events and not self._model_profile.get("ignore_streamed_leading_whitespace"):
-            mapped = None
-            texts: list[str] = []
-            profile = self._model_profile
-            thinking_fields = tuple(
-                name
-                for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content")
-                if name
+    def __aiter__(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        if self._events is None:
+            plain = (
+                self.plain_text_events
+                and self._request_deadline is None
+                and not self._model_profile.get("ignore_streamed_leading_whitespace")
             )
-            tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
-            think_start = tags[0] if tags else None
-            try:
-                chunk: dict[str, Any] | None = first
-                while chunk is not None:
-                    text = self._plain_text(chunk, thinking_fields, think_start)
-                    if text is None:
-                        mapped = chunk
-                        break
-                    if text:
-                        texts.append(text)
-                        yield PlainText(text)  # type: ignore[misc]
-                    chunk = await anext(self._stream, None)
-            finally:
-                self._record_text(texts)
-        if mapped is not None:
-            for event in self._map_chunk(mapped):
+            self._events = self._plain_text_first() if plain else super().__aiter__()
+        return self._events
+
+    async def _plain_text_first(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        """`PlainText` for the chunks that only add text, without the four generators pydantic-ai's
+        `__aiter__` puts around each event (special-token restoration, final result, part ends,
+        cancel guard: none of them changes a `PlainText`); from the first other chunk on, the events
+        of pydantic-ai's `__aiter__`."""
+        assert self._stream is not None
+        profile = self._model_profile
+        thinking_fields = tuple(
+            name for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content") if name
+        )
+        tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
+        think_start = tags[0] if tags else None
+        texts: list[str] = []
+        chunk = self._first_chunk
+        try:
+            while chunk is not None:
+                text = self._plain_text(chunk, thinking_fields, think_start)
+                if text is None:
+                    break
+                if text:
+                    if self._first_chunk_monotonic is None:
+                        self._first_chunk_monotonic = time.perf_counter()
+                    texts.append(text)
+                    yield PlainText(text)  # type: ignore[misc]
+                chunk = await anext(self._stream, None)
+        except self.get_stream_cancel_errors():  # as pydantic-ai's cancel guard does
+            if not self.cancelled:
+                raise
+            return
+        except ModelAPIError as exc:
+            if not (self.cancelled and isinstance(exc.__cause__, self.get_stream_cancel_errors())):
+                raise
+            return
+        finally:
+            self._record_text(texts)
+        self._first_chunk = chunk
+        async for event in super().__aiter__():
+            yield event
+
+    async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        assert self._stream is not None
+        first, self._first_chunk = self._first_chunk, None
+        if first is not None:  # None: the plain text took every chunk
+            for event in self._map_chunk(first):
                 yield event
         async for chunk in self._stream:
             for event in self._map_chunk(chunk):
