@@ -76,6 +76,12 @@ class Delta(Event):
     type: ClassVar[str] = "delta"
     text: str
 
+    def to_dict(self) -> dict[str, Any]:
+        # One per chunk: spelled out, without the generic loop over the fields.
+        if self.seq is None:
+            return {"type": "delta", "stream_id": self.stream_id, "text": self.text}
+        return {"type": "delta", "stream_id": self.stream_id, "seq": self.seq, "text": self.text}
+
 
 @dataclass(slots=True, kw_only=True)
 class Output(Event):

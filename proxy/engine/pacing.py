@@ -43,6 +43,8 @@ class Pacer:
         self._lag_mark = lag.mark() if lag is not None else 0.0
         self._waiter: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._idle_s = timeouts.idle_s
         self._interrupting = False
         self.cancelled = False
 
@@ -77,16 +79,31 @@ class Pacer:
                 self._deadline, self._kind = self._stream_deadline, "total"
         if self._loop.time() < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
         else:
             self._interrupt()
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """`await awaitable` under the deadline in force; AttemptTimeout / AttemptCancelled instead."""
+        waiter, cancelling = self._begin()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            failure = self._interrupted(waiter, cancelling)
+            if failure is None:
+                raise
+            raise failure from None
+        finally:
+            self._end(waiter)
+
+    def _begin(self) -> tuple[asyncio.Task[object], int]:
+        """Start a wait: its deadline, the timer if it would fire too late, and the waiting task
+        with its count of cancellation requests."""
         if self.cancelled:
             raise AttemptCancelled
         kind: _Kind
         if self._got_first:
-            kind, deadline = "idle", self._loop.time() + self._timeouts.idle_s
+            kind, deadline = "idle", self._loop.time() + self._idle_s
             if self._lag is not None:
                 self._lag_mark = self._lag.mark()
         else:
@@ -95,42 +112,54 @@ class Pacer:
             kind, deadline = "total", self._stream_deadline
         self._deadline, self._kind = deadline, kind
         timer = self._timer
-        if timer is None or timer.when() > deadline:
+        if timer is None or self._timer_at > deadline:
             if timer is not None:
                 timer.cancel()
             self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
         self._waiter = waiter = asyncio.current_task()
         assert waiter is not None
-        cancelling = waiter.cancelling()
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            if not self._interrupting:
-                raise
+        return waiter, waiter.cancelling()
+
+    def _interrupted(self, waiter: asyncio.Task[object], cancelling: int) -> Exception | None:
+        """What a cancelled wait raises instead of the cancellation; None: the cancellation itself
+        (this pacer did not cause it, or it was also cancelled from elsewhere, which wins)."""
+        if not self._interrupting:
+            return None
+        self._interrupting = False
+        if waiter.uncancel() > cancelling:
+            return None
+        if self.cancelled:
+            return AttemptCancelled()
+        return AttemptTimeout(self._kind, self._limit(self._kind))
+
+    def _end(self, waiter: asyncio.Task[object]) -> None:
+        self._waiter = None
+        if self._interrupting:  # interrupted, but the awaitable ended another way
             self._interrupting = False
-            if waiter.uncancel() > cancelling:
-                raise  # cancelled from elsewhere too: that cancellation wins
-            if self.cancelled:
-                raise AttemptCancelled from None
-            raise AttemptTimeout(self._kind, self._limit(self._kind)) from None
-        finally:
-            self._waiter = None
-            if self._interrupting:  # interrupted, but the awaitable ended another way
-                self._interrupting = False
-                waiter.uncancel()
+            waiter.uncancel()
 
     def _limit(self, kind: _Kind) -> float:
         t = self._timeouts
         return {"first_token": t.first_token_s, "idle": t.idle_s, "total": t.total_s}[kind]
 
     async def paced(self, source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
-        """The items of `source`, each awaited with `wait`; closing this closes `source`."""
+        """The items of `source`, each awaited as `wait` awaits (inlined: this runs once per chunk);
+        closing this closes `source`."""
         try:
             while True:
+                waiter, cancelling = self._begin()
                 try:
-                    item = await self.wait(anext(source))
+                    item = await anext(source)
                 except StopAsyncIteration:
                     return
+                except asyncio.CancelledError:
+                    failure = self._interrupted(waiter, cancelling)
+                    if failure is None:
+                        raise
+                    raise failure from None
+                finally:
+                    self._end(waiter)
                 self._got_first = True
                 yield item
         finally:

@@ -70,6 +70,10 @@ async def stream_sse(
     return response
 
 
+_EVENT_NAMES = {"delta": b"delta", "heartbeat": b"heartbeat"}
+"""The SSE `event:` names of the events a stream sends most, encoded once."""
+
+
 def sse_encoder(stream_id: str) -> Encoder:
     """The proxy's own events as SSE frames; each `id:` is `<stream_id>:<seq>`, so that a
     reconnecting `EventSource` names the stream and the last event it has."""
@@ -77,9 +81,10 @@ def sse_encoder(stream_id: str) -> Encoder:
 
     def encode(event: Event) -> bytes:
         data = encode_json(event.to_dict())
+        name = _EVENT_NAMES.get(event.type) or event.type.encode()
         if event.seq is None:
-            return b"event: %s\ndata: %s\n\n" % (event.type.encode(), data)
-        return b"id: %s:%d\nevent: %s\ndata: %s\n\n" % (prefix, event.seq, event.type.encode(), data)
+            return b"event: %s\ndata: %s\n\n" % (name, data)
+        return b"id: %s:%d\nevent: %s\ndata: %s\n\n" % (prefix, event.seq, name, data)
 
     return encode
 

@@ -98,7 +98,9 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         assert self._stream is not None
         profile = self._model_profile
         thinking_fields = tuple(
-            name for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content") if name
+            name
+            for name in (profile.get("openai_chat_thinking_field"), "reasoning", "reasoning_content")
+            if name
         )
         tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
         think_start = tags[0] if tags else None
@@ -210,7 +212,12 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         usage = chunk.get("usage")
         moderation = chunk.get("moderation")
         if usage is not None or moderation:
-            sdk_chunk = ChatCompletionChunk.construct(**chunk)
+            # `_map_usage` reads only the usage: the choices need not become SDK objects too.
+            sdk_chunk = (
+                ChatCompletionChunk.construct(**chunk)
+                if moderation
+                else ChatCompletionChunk.construct(usage=usage)
+            )
             if usage is not None:
                 cumulative = bool(
                     self._model_settings and self._model_settings.get("openai_continuous_usage_stats")
