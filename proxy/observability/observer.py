@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from proxy.events import End, Event
+from proxy.events import Delta, End, Event
 
 Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui"]
 ANONYMOUS_KEY = "anonymous"
@@ -58,17 +58,19 @@ class Observer(Protocol):
 
 
 class Observers:
-    """Fans the callbacks out to several observers, in order."""
+    """Fans the callbacks out to several observers, in order. An observer with `sees_deltas = False`
+    is not called for `delta` events, one per chunk, which it ignores."""
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
         self._observers = tuple(observers)
+        self._delta_observers = tuple(o for o in self._observers if getattr(o, "sees_deltas", True))
 
     def stream_started(self, ctx: StreamContext) -> None:
         for o in self._observers:
             o.stream_started(ctx)
 
     def event_sent(self, ctx: StreamContext, event: Event) -> None:
-        for o in self._observers:
+        for o in self._delta_observers if type(event) is Delta else self._observers:
             o.event_sent(ctx, event)
 
     def stream_finished(self, ctx: StreamContext, outcome: StreamOutcome, end: End | None) -> None:

@@ -95,6 +95,9 @@ class _StreamLog:
 class LogObserver:
     """Writes the stream line at `stream_finished` (an `Observer`)."""
 
+    sees_deltas = False
+    """It records nothing per chunk."""
+
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger(STREAM_LOGGER)
 

@@ -147,6 +147,9 @@ class TracingObserver:
 
     It sets `ctx.trace_id` when the stream starts, for the metrics (exemplars) and the stream log."""
 
+    sees_deltas = False
+    """It records nothing per chunk."""
+
     def __init__(self, provider: trace.TracerProvider) -> None:
         self._tracer = provider.get_tracer(SCOPE, package_version())
 
