@@ -14,10 +14,10 @@ finish reason, usage, reasoning, refusal, logprobs, annotations or tool calls; t
 thinking tag and holds no zero-width character, so special-token restoration leaves it as it is)
 is yielded as a `PlainText` event, without the parts manager and the restorer, whose per-delta
 copies were a fifth of the proxy's CPU per stream (docs/performance.md), and without the generators
-pydantic-ai's `__aiter__` wraps around every event. The text is recorded in
-the parts manager and the restorer as one piece when the first other chunk arrives, or at the end;
-that chunk and everything after it take the full mapping. The `ModelResponse` is the same either
-way (`tests/upstream/test_scripted.py` compares them).
+pydantic-ai's `__aiter__` wraps around every event. The text is recorded in the parts manager and the
+restorer as one piece when the first other chunk arrives, or at the end; that chunk and everything
+after it take the full mapping. The `ModelResponse` is the same either way
+(`tests/upstream/test_scripted.py` compares them).
 """
 
 from __future__ import annotations
