@@ -4,7 +4,9 @@ heartbeats in every gap.
     .venv/bin/python benchmarks/idle.py [--streams 10000] [--chunks 20] [--gap-ms 10000] [--heartbeat-s 4]
 
 Each stream holds a client socket and an upstream socket in the proxy, so the run raises its
-open-file limit (as root it may raise the hard limit too). The streams open over `--ramp-up-s` (a
+open-file limit; raising the hard limit needs CAP_SYS_RESOURCE, and a run that would not fit under
+the limit stops at once and says so (past it the proxy could not accept connections, and streams and
+scrapes would fail mid-run). The streams open over `--ramp-up-s` (a
 burst is `burst.py`'s subject); once all are open, the proxy's CPU over a stretch of the idle phase is
 divided by the heartbeats and chunks it sent meanwhile (from its /metrics). Reports streams ok and
 errors, TTFT, and the proxy's RSS at the start, the peak and the end; `--direct` first runs the same
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,15 +44,18 @@ model = "mock:warm?chunks=8"
 """
 
 
-def raise_open_files(needed: int) -> None:
+def raise_open_files(needed: int) -> int:
+    """Raise this process's open-file limit (inherited by the proxy and the mock) towards `needed`;
+    the limit obtained."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < needed:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
-            return
+            return needed
         except (ValueError, PermissionError):
             needed = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    return max(soft, needed)
 
 
 async def sent(url: str) -> float:
@@ -139,7 +145,14 @@ def main() -> None:
     args = parser.parse_args()
     # The load generator holds a socket per stream, the proxy two (client and upstream), with room
     # for sockets still closing.
-    raise_open_files(3 * args.streams + 1024)
+    limit = raise_open_files(3 * args.streams + 1024)
+    if limit < 2 * args.streams + 512:
+        # Past it the proxy cannot accept connections (EMFILE): streams and scrapes would fail mid-run.
+        sys.exit(
+            f"the open-file limit here is {limit} and cannot be raised (the hard limit needs "
+            f"CAP_SYS_RESOURCE): the proxy needs two sockets per stream, so {args.streams} streams need "
+            f"over {2 * args.streams + 512}; run fewer streams, or where the limit can be raised"
+        )
     asyncio.run(run(args))
 
 
