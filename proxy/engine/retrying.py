@@ -4,8 +4,9 @@ honoured up to a cap, bounded by `max_attempts` and by the stream's total deadli
 The stream runs its first attempt without it; from the first failure on it iterates
 `AsyncRetrying` (whose first iteration stands for that attempt) and sets each attempt's outcome
 itself (so that the attempt's events reach the client as they arrive, and cancellation is never
-captured as an outcome); tenacity decides whether another attempt follows (`retry`, `stop`), when (`wait`), and tells the stream
-before it sleeps (`before_sleep`), so that the `retry` event goes out before the backoff.
+captured as an outcome); tenacity decides whether another attempt follows (`retry`, `stop`), when
+(`wait`), and tells the stream before it sleeps (`before_sleep`), so that the `retry` event goes out
+before the backoff.
 """
 
 from __future__ import annotations
