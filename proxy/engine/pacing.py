@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 from proxy.config import TimeoutSettings
 from proxy.engine.failures import AttemptTimeout
@@ -88,11 +88,8 @@ class Pacer:
         waiter, cancelling = self._begin()
         try:
             return await awaitable
-        except asyncio.CancelledError:
-            failure = self._interrupted(waiter, cancelling)
-            if failure is None:
-                raise
-            raise failure from None
+        except asyncio.CancelledError as exc:
+            self._interrupted(waiter, cancelling, exc)
         finally:
             self._end(waiter)
 
@@ -121,17 +118,19 @@ class Pacer:
         assert waiter is not None
         return waiter, waiter.cancelling()
 
-    def _interrupted(self, waiter: asyncio.Task[object], cancelling: int) -> Exception | None:
-        """What a cancelled wait raises instead of the cancellation; None: the cancellation itself
-        (this pacer did not cause it, or it was also cancelled from elsewhere, which wins)."""
+    def _interrupted(
+        self, waiter: asyncio.Task[object], cancelling: int, cancellation: asyncio.CancelledError
+    ) -> NoReturn:
+        """Raise what a cancelled wait raises: the cancellation itself unless this pacer caused it
+        (and nothing else cancelled the task too, which wins), else AttemptCancelled / AttemptTimeout."""
         if not self._interrupting:
-            return None
+            raise cancellation
         self._interrupting = False
         if waiter.uncancel() > cancelling:
-            return None
+            raise cancellation
         if self.cancelled:
-            return AttemptCancelled()
-        return AttemptTimeout(self._kind, self._limit(self._kind))
+            raise AttemptCancelled from None
+        raise AttemptTimeout(self._kind, self._limit(self._kind)) from None
 
     def _end(self, waiter: asyncio.Task[object]) -> None:
         self._waiter = None
@@ -153,11 +152,8 @@ class Pacer:
                     item = await anext(source)
                 except StopAsyncIteration:
                     return
-                except asyncio.CancelledError:
-                    failure = self._interrupted(waiter, cancelling)
-                    if failure is None:
-                        raise
-                    raise failure from None
+                except asyncio.CancelledError as exc:
+                    self._interrupted(waiter, cancelling, exc)
                 finally:
                     self._end(waiter)
                 self._got_first = True
