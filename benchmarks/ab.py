@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ab.py [--base HEAD~1] [--paths sse ws openai] [--rounds 6]
     .venv/bin/python benchmarks/ab.py --base HEAD --redis     # memory backend (base) vs Redis (new)
+    .venv/bin/python benchmarks/ab.py --base HEAD --redis --base-redis   # both on Redis
     .venv/bin/python benchmarks/ab.py --base HEAD --auth      # no keys (base) vs keys and limits (new)
 
 With `--redis` the working tree's proxy keeps its state (conversations, stream logs, leases) in a
@@ -110,8 +111,9 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
         new_config = config.with_name("ab-auth.toml")
         new_config.write_text(config.read_text() + AUTH_CONFIG)
         headers = {"Authorization": f"Bearer {AUTH_KEY}"}
+    base_env = new_env if args.base_redis else None
     proxies = [
-        Proxy(f"base ({args.base})", base_tree, config, headers),
+        Proxy(f"base ({args.base})" + (", redis" if base_env else ""), base_tree, config, headers, base_env),
         Proxy(new_name, ROOT, new_config, headers, new_env),
     ]
     try:
@@ -156,6 +158,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
         "--redis", action="store_true", help="the working tree on Redis-backed state (base: memory)"
+    )
+    parser.add_argument(
+        "--base-redis", action="store_true", help="with --redis: the base on the same Redis too"
     )
     parser.add_argument("--auth", action="store_true", help="the working tree with keys and limits")
     args = parser.parse_args()

@@ -6,7 +6,9 @@ holds the events of one write batch, one JSON per line, and its id is `<seq of i
 `lease:<id>` the process that runs it; `seen:<id>` set while a client follows it.
 
 A stream's writes are buffered and sent by one flusher per process, one pipeline per batch, so a
-stream never waits for Redis and a busy process sends many events per round trip. Every operation
+stream never waits for Redis and a busy process sends many events per round trip. A conversation's
+SET goes with the batch too: the stream's `end` waits for it, and its last events share its round
+trip. Every operation
 is bounded by `timeout_s`; failures are counted and become `StateError` (503 `state_unavailable`
 for a request that needs the state), and a running stream goes on without its log.
 """
@@ -18,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -38,10 +41,14 @@ from proxy.state.codec import (
     encode_input,
     encode_messages,
 )
+from proxy.state.redis_batches import BatchConnection, Command
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_Write = tuple[StoredStream | None, str, Event | None]
+"""A stream's start (what it runs on) or one of its events, buffered for the next batch."""
 
 FLUSH_DELAY_S = 0.005
 """How long a stream log write may wait to share its round trip with others. A resuming client
@@ -52,6 +59,21 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 return 0
 """
 """Renew a lease only while this process still holds it (another may have taken the stream over)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    """A SET that goes with the next batch of stream log writes."""
+
+    key: str
+    body: bytes
+    ttl_s: int
+    written: asyncio.Future[None]
+
+    def failed(self, exc: StateError) -> None:
+        # Done already when it was written, or when the stream waiting for it was cancelled.
+        if not self.written.done():
+            self.written.set_exception(exc)
 
 
 class _NoMetrics:
@@ -112,6 +134,7 @@ class RedisState:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.logs.flush()
+        await self.logs.writer.aclose()
         await self.redis.aclose()
 
     async def op(self, name: str, call: Awaitable[T]) -> T:
@@ -165,8 +188,7 @@ class RedisConversations:
     ) -> None:
         kept = trim_history(list(messages), self._max_messages)
         body = b'{"owner":%s,"messages":%s}' % (orjson.dumps(owner), encode_messages(kept))
-        key = self._state.key("conv", conversation_id)
-        await self._state.op("conversation_put", self._state.redis.set(key, body, ex=self._ttl))
+        await self._state.logs.store(self._state.key("conv", conversation_id), body, self._ttl)
 
 
 class RedisStreamLogs:
@@ -175,28 +197,38 @@ class RedisStreamLogs:
         self._ended_ttl = max(1, round(resume.resume_ttl_s))
         self._running_ttl = max(1, round(resume.resume_ttl_s + longest_stream_s))
         self._lease_ms = max(1, round(state.settings.lease_ttl_s * 1000))
-        self._pending: list[tuple[StoredStream | None, str, Event | None]] = []
+        self._pending: list[_Write] = []
+        self._stores: list[_Store] = []
         self._flushing: asyncio.Task[None] | None = None
         self._owned: set[str] = set()
         self._expiring: set[str] = set()
-        self._urgent = asyncio.Event()
         """Streams whose log has its running expiry set."""
+        self._urgent = asyncio.Event()
         self._renew = state.redis.register_script(_RENEW)
+        self.writer = BatchConnection(state.redis)
 
     # --- the owner's side: buffered writes ---------------------------------------------------
 
     def begin(self, stored: StoredStream) -> None:
         self._owned.add(stored.stream_id)
-        self._enqueue((stored, stored.stream_id, None))
+        self._pending.append((stored, stored.stream_id, None))
+        # At once: a client may resume a stream the moment it has its `start`.
+        self._flush_soon(urgent=True)
 
     def append(self, stream_id: str, event: Event) -> None:
-        self._enqueue((None, stream_id, event))
+        self._pending.append((None, stream_id, event))
+        self._flush_soon(urgent=False)
 
-    def _enqueue(self, item: tuple[StoredStream | None, str, Event | None]) -> None:
-        self._pending.append(item)
-        stored, _, event = item
-        if stored is not None or type(event) is End:
-            # A stream's start and end go at once: a client may resume it the moment it has either.
+    async def store(self, key: str, body: bytes, ttl_s: int) -> None:
+        """SET `key` in the next batch, at once, and wait for it (a stream's `end` waits for its
+        conversation): the events buffered so far share its round trip."""
+        written = asyncio.get_running_loop().create_future()
+        self._stores.append(_Store(key, body, ttl_s, written))
+        self._flush_soon(urgent=True)
+        await written
+
+    def _flush_soon(self, *, urgent: bool) -> None:
+        if urgent:
             self._urgent.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush_pending())
@@ -207,24 +239,32 @@ class RedisStreamLogs:
             await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def _flush_pending(self) -> None:
-        # Events of the next few milliseconds, and those produced while a batch is on its way, go
-        # out together: a round trip per batch, not per event.
-        try:
-            async with asyncio.timeout(FLUSH_DELAY_S):
-                await self._urgent.wait()
-        except TimeoutError:
-            pass
-        while self._pending:
+        # Each batch waits a few milliseconds, unless something urgent comes, so that the events of
+        # many streams (and a stream's last events, its conversation and the next stream's start)
+        # share a round trip: at most a few per stream, never one per event.
+        while self._pending or self._stores:
+            try:
+                async with asyncio.timeout(FLUSH_DELAY_S):
+                    await self._urgent.wait()
+            except TimeoutError:
+                pass
             self._urgent.clear()
             batch, self._pending = self._pending, []
+            stores, self._stores = self._stores, []
             try:
-                await self._state.op("append", self._send(batch))
-            except StateError:
-                log.warning("stream logs: %d writes lost (redis unreachable)", len(batch))
+                await self._state.op("append", self._send(batch, stores))
+            except StateError as exc:
+                log.warning("stream logs: %d writes lost (redis unreachable)", len(batch) + len(stores))
+                for store in stores:
+                    self._state.metrics.state_error("conversation_put")
+                    store.failed(exc)
+            finally:
+                for store in stores:
+                    store.failed(StateError("redis conversation_put: not sent"))
 
-    async def _send(self, batch: list[tuple[StoredStream | None, str, Event | None]]) -> None:
+    async def _send(self, batch: list[_Write], stores: list[_Store]) -> None:
         s = self._state
-        pipe = s.redis.pipeline(transaction=False)
+        commands: list[Command] = [("SET", store.key, store.body, "EX", store.ttl_s) for store in stores]
         # One log entry per stream and batch, holding its events one JSON per line, with the id
         # `<seq of its last event>-1`: one command per stream rather than per event.
         lines: dict[str, list[bytes]] = {}
@@ -232,26 +272,33 @@ class RedisStreamLogs:
         for stored, stream_id, event in batch:
             if stored is not None:
                 meta = {"agent": stored.agent, "owner": stored.owner, "input": encode_input(stored.request)}
-                pipe.set(s.key("meta", stream_id), orjson.dumps(meta), ex=self._running_ttl)
-                pipe.set(s.key("lease", stream_id), s.token, px=self._lease_ms)
+                meta_key = s.key("meta", stream_id)
+                commands.append(("SET", meta_key, orjson.dumps(meta), "EX", self._running_ttl))
+                commands.append(("SET", s.key("lease", stream_id), s.token, "PX", self._lease_ms))
             else:
                 assert event is not None
                 lines.setdefault(stream_id, []).append(encode_event(event))
                 last[stream_id] = event
         for stream_id, encoded in lines.items():
             log_key = s.key("log", stream_id)
-            pipe.xadd(log_key, {"e": b"\n".join(encoded)}, id=f"{last[stream_id].seq}-1")
+            commands.append(("XADD", log_key, f"{last[stream_id].seq}-1", "e", b"\n".join(encoded)))
             if type(last[stream_id]) is End:
                 self._owned.discard(stream_id)
                 self._expiring.discard(stream_id)
-                pipe.delete(s.key("lease", stream_id))
-                pipe.expire(s.key("meta", stream_id), self._ended_ttl)
-                pipe.expire(log_key, self._ended_ttl)
+                commands.append(("DEL", s.key("lease", stream_id)))
+                commands.append(("EXPIRE", s.key("meta", stream_id), self._ended_ttl))
+                commands.append(("EXPIRE", log_key, self._ended_ttl))
             elif stream_id not in self._expiring:
                 self._expiring.add(stream_id)
-                pipe.expire(log_key, self._running_ttl)
-        results = await pipe.execute(raise_on_error=False)
-        failed = [r for r in results if isinstance(r, Exception)]
+                commands.append(("EXPIRE", log_key, self._running_ttl))
+        results = await self.writer.execute(commands)
+        for store, result in zip(stores, results, strict=False):
+            if isinstance(result, Exception):
+                s.metrics.state_error("conversation_put")
+                store.failed(StateError(f"redis conversation_put: {result}"))
+            elif not store.written.done():
+                store.written.set_result(None)
+        failed = [r for r in results[len(stores) :] if isinstance(r, Exception)]
         if failed:
             # An id at or below the last one: another process took the stream over from this one.
             s.metrics.state_error("append")
