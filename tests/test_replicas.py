@@ -108,4 +108,9 @@ async def test_redis_going_away_gives_503_state_unavailable_and_service_returns_
             assert (await resp.json())["error"]["code"] == "unknown_conversation"
         async with session.post(f"{proxy.url}/v1/agents/a/run", json={"prompt": "hi"}) as resp:
             assert resp.status == 200
+            conversation = (await resp.json())["conversation_id"]
+        assert conversation is not None  # stored: the writes reach the new Redis at the first try
+        body = {"prompt": "again", "conversation_id": conversation}
+        async with session.post(f"{proxy.url}/v1/agents/a/run", json=body) as resp:
+            assert resp.status == 200
         assert proxy.process.returncode is None

@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 Command = tuple[str | bytes | int, ...]
@@ -29,15 +30,25 @@ class BatchConnection:
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Each command's reply, in order; an error reply is returned, not raised. A batch that is
         interrupted (a timeout, a lost connection) closes the connection; the next one reconnects."""
+        replies: list[Any] = []
+        try:
+            await self._write_and_read(commands, replies)
+        except RedisConnectionError:
+            if replies:
+                raise
+            # A connection that went stale while idle (Redis restarted) fails before the first
+            # reply: the batch goes again, once, on a new connection.
+            await self._write_and_read(commands, replies)
+        return replies
+
+    async def _write_and_read(self, commands: Sequence[Command], replies: list[Any]) -> None:
         connection = self._connection
         await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-        replies: list[Any] = []
         for _ in commands:
             try:
                 replies.append(await connection.read_response())
             except ResponseError as exc:
                 replies.append(exc)
-        return replies
 
     async def aclose(self) -> None:
         await self._connection.disconnect()
