@@ -177,3 +177,21 @@ async def test_a_stream_started_on_one_proxy_is_followed_live_on_another(
         rest = await read_sse(resp)
     whole(first, rest)
     assert mock.stats.for_model(SLOW).requests == 1
+
+
+async def test_a_client_that_resumes_on_another_proxy_the_moment_it_has_start_gets_the_whole_stream(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, redis_state: dict[str, Any]
+) -> None:
+    # The owner writes a stream's start to Redis with its next batch, milliseconds after the client
+    # has it; a follower that comes first looks again before it calls the stream unknown.
+    settings = settings_for(mock, {"a": SLOW}, state=redis_state, resume=GRACE)
+    one, other = await make_proxy(settings), await make_proxy(settings)
+    first = await leave_after(session, f"{one.url}/v1/agents/a/stream", events=1)
+    start = first.events[0]
+    assert start.event == "start"
+    async with session.get(
+        f"{other.url}/v1/streams/{start.data['stream_id']}", headers={"Last-Event-ID": start.id or ""}
+    ) as resp:
+        assert resp.status == 200
+        rest = await read_sse(resp)
+    whole(first, rest)

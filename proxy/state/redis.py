@@ -7,10 +7,11 @@ holds the events of one write batch, one JSON per line, and its id is `<seq of i
 
 A stream's writes are buffered and sent by one flusher per process, one pipeline per batch, so a
 stream never waits for Redis and a busy process sends many events per round trip. A conversation's
-SET goes with the batch too: the stream's `end` waits for it, and its last events share its round
-trip. Every operation
-is bounded by `timeout_s`; failures are counted and become `StateError` (503 `state_unavailable`
-for a request that needs the state), and a running stream goes on without its log.
+SET goes with the batch too, at once: the stream's `end` waits for it. So a short stream's start,
+events and conversation usually take one round trip, and its `end` goes with the next stream's.
+Every operation is bounded by `timeout_s`; failures are counted and become `StateError` (503
+`state_unavailable` for a request that needs the state), and a running stream goes on without its
+log.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ _Write = tuple[StoredStream | None, str, Event | None]
 FLUSH_DELAY_S = 0.005
 """How long a stream log write may wait to share its round trip with others. A resuming client
 sees events this much later than the client that is attached; an attached client is never delayed."""
+
+META_WAITS_S = (0.01, 0.02, 0.04, 0.08)
+"""How long a follower looks again for a stream it cannot find yet, before it is unknown: its start
+may still be in its owner's buffer."""
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -212,8 +217,7 @@ class RedisStreamLogs:
     def begin(self, stored: StoredStream) -> None:
         self._owned.add(stored.stream_id)
         self._pending.append((stored, stored.stream_id, None))
-        # At once: a client may resume a stream the moment it has its `start`.
-        self._flush_soon(urgent=True)
+        self._flush_soon(urgent=False)
 
     def append(self, stream_id: str, event: Event) -> None:
         self._pending.append((None, stream_id, event))
@@ -239,9 +243,8 @@ class RedisStreamLogs:
             await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def _flush_pending(self) -> None:
-        # Each batch waits a few milliseconds, unless something urgent comes, so that the events of
-        # many streams (and a stream's last events, its conversation and the next stream's start)
-        # share a round trip: at most a few per stream, never one per event.
+        # Each batch waits a few milliseconds, unless a conversation is waiting, so that the writes
+        # of many streams share a round trip: at most a few per stream, never one per event.
         while self._pending or self._stores:
             try:
                 async with asyncio.timeout(FLUSH_DELAY_S):
@@ -334,7 +337,15 @@ class RedisStreamLogs:
         self, stream_id: str, after: int, owner: str | None = None
     ) -> AsyncIterator[Event | OwnerLost]:
         s = self._state
-        raw = await s.op("resume", s.redis.get(s.key("meta", stream_id)))
+        meta_key = s.key("meta", stream_id)
+        raw = await s.op("resume", s.redis.get(meta_key))
+        for pause in META_WAITS_S:
+            if raw is not None:
+                break
+            # A stream's start reaches Redis with its owner's next batch, a few milliseconds after
+            # the client has it: a client quick to resume may be there first.
+            await asyncio.sleep(pause)
+            raw = await s.op("resume", s.redis.get(meta_key))
         if raw is None or orjson.loads(raw)["owner"] != owner:
             raise UnknownStreamError(stream_id)
         return self._follow(stream_id, after)
