@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,9 @@ async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool =
     server = settings.server
     runner = ProxyRunner(app, allow_any_origin="*" in server.cors_allow_origins, access_log=None)
     await runner.setup()
+    # What the process built to start (modules, settings, agents, the app) lives as long as it
+    # does: out of the collector's generations, a collection walks only what streams create.
+    gc.freeze()
     try:
         # A deep accept queue: a burst of new streams must wait, not be refused.
         site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)
