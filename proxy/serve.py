@@ -103,6 +103,9 @@ async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool =
     # What the process built to start (modules, settings, agents, the app) lives as long as it
     # does: out of the collector's generations, a collection walks only what streams create.
     gc.freeze()
+    # A stream allocates thousands of short-lived objects that reference counting frees; with the
+    # default 700 a young collection runs every few chunks, for the few that are cycles.
+    gc.set_threshold(10_000, 20, 20)
     try:
         # A deep accept queue: a burst of new streams must wait, not be refused.
         site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port, backlog=4096)
