@@ -19,6 +19,7 @@ from proxy.auth.middleware import AUTH
 from proxy.auth.settings import exposure_problem
 from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from proxy.observability.stream_log import configure_logging
+from proxy.open_files import raise_open_files, streams_that_fit
 from proxy.transports.server import ProxyRunner
 from proxy.workers import die_with_parent, reserve_port, run_workers
 
@@ -115,6 +116,7 @@ async def serve_app(settings: Settings, reuse_port: bool = False, banner: bool =
             raise CannotListen(server.host, server.port, exc) from None
         if banner:
             log.info(_banner(settings, runner.addresses[0][1]))
+        _check_open_files(server.max_concurrent_streams)
         log.info("listening on %s", ", ".join(str(a) for a in runner.addresses))
         await stop.wait()
         await drain(app, server.drain_timeout_s)
@@ -169,6 +171,21 @@ def run_serve(args: argparse.Namespace) -> int:
     except CannotListen as exc:
         return _cannot_listen(exc)
     _exit_now(0)
+
+
+def _check_open_files(max_streams: int) -> None:
+    limit = raise_open_files()
+    fits = streams_that_fit(limit)
+    if fits < max_streams:
+        log.warning(
+            "the open-file limit (%d) fits about %d concurrent streams, fewer than "
+            "server.max_concurrent_streams (%d): past it new connections fail instead of getting 503 "
+            "overloaded. Raise the limit (ulimit -n, systemd LimitNOFILE, the container's nofile) "
+            "or lower max_concurrent_streams.",
+            limit,
+            fits,
+            max_streams,
+        )
 
 
 def _cannot_listen(exc: CannotListen) -> int:

@@ -90,3 +90,29 @@ async def test_logs_are_text_on_a_terminal_and_json_otherwise() -> None:
         process.terminate()
         assert await process.wait() == 0
     assert re.match(rb"^\S+ \S+ INFO agent_proxy: agent-proxy serving the built-in demo", first), first
+
+
+async def test_a_low_open_file_limit_is_raised_and_a_limit_too_low_for_the_streams_is_said() -> None:
+    # Started as many systems start services: a soft limit of 1024 under a higher hard one.
+    roomy = ("prlimit", "--nofile=1024:20000", sys.executable, "-m", "proxy.cli")
+    async with serve(env={"AGENT_PROXY_CONFIG": ""}, program=roomy) as served:
+        assert open_files(served.process.pid) == (20000, 20000)
+        assert await served.stop() == 0
+    assert not [line for line in served.log if "open-file limit" in line]
+    # A hard limit that cannot hold the 4096 streams a process may run (two sockets each).
+    tight = ("prlimit", "--nofile=1024:2048", sys.executable, "-m", "proxy.cli")
+    async with serve(env={"AGENT_PROXY_CONFIG": ""}, program=tight) as served:
+        assert open_files(served.process.pid) == (2048, 2048)
+        assert await served.stop() == 0
+    warnings = [orjson.loads(line) for line in served.log if "open-file limit" in line]
+    assert [w["level"] for w in warnings] == ["WARNING"]
+    assert "(2048) fits about 896 concurrent streams" in warnings[0]["message"]
+    assert "max_concurrent_streams (4096)" in warnings[0]["message"]
+
+
+def open_files(pid: int) -> tuple[int, int]:
+    """The process's soft and hard open-file limits, from /proc."""
+    with open(f"/proc/{pid}/limits") as limits:
+        line = next(line for line in limits if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
