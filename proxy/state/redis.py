@@ -51,9 +51,10 @@ T = TypeVar("T")
 _Write = tuple[StoredStream | None, str, Event | None]
 """A stream's start (what it runs on) or one of its events, buffered for the next batch."""
 
-FLUSH_DELAY_S = 0.005
+FLUSH_DELAY_S = 0.02
 """How long a stream log write may wait to share its round trip with others. A resuming client
-sees events this much later than the client that is attached; an attached client is never delayed."""
+sees events up to this much later than the client that is attached (an attached client is never
+delayed). At 20 ms rather than 5, most streams at low load take one round trip instead of two."""
 
 META_WAITS_S = (0.01, 0.02, 0.04, 0.08)
 """How long a follower looks again for a stream it cannot find yet, before it is unknown: its start
