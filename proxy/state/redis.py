@@ -216,7 +216,6 @@ class RedisStreamLogs:
     # --- the owner's side: buffered writes ---------------------------------------------------
 
     def begin(self, stored: StoredStream) -> None:
-        self._owned.add(stored.stream_id)
         self._pending.append((stored, stored.stream_id, None))
         self._flush_soon(urgent=False)
 
@@ -273,8 +272,10 @@ class RedisStreamLogs:
         # `<seq of its last event>-1`: one command per stream rather than per event.
         lines: dict[str, list[bytes]] = {}
         last: dict[str, Event] = {}
+        leased: list[str] = []
         for stored, stream_id, event in batch:
             if stored is not None:
+                leased.append(stream_id)
                 meta = {"agent": stored.agent, "owner": stored.owner, "input": encode_input(stored.request)}
                 meta_key = s.key("meta", stream_id)
                 commands.append(("SET", meta_key, orjson.dumps(meta), "EX", self._running_ttl))
@@ -296,6 +297,9 @@ class RedisStreamLogs:
                 self._expiring.add(stream_id)
                 commands.append(("EXPIRE", log_key, self._running_ttl))
         results = await self.writer.execute(commands)
+        # Renewed from now on: renewing a lease this batch had not yet written would find none, and
+        # give the stream up as lost.
+        self._owned.update(id_ for id_ in leased if type(last.get(id_)) is not End)
         for store, result in zip(stores, results, strict=False):
             if isinstance(result, Exception):
                 s.metrics.state_error("conversation_put")
