@@ -164,34 +164,25 @@ async def test_without_grace_a_left_stream_is_cancelled_at_once_and_its_log_stil
     assert replay.types()[0] == "start" and replay.end["finish_reason"] == "cancelled"
 
 
+@pytest.mark.parametrize("seen", [2, 1], ids=["after-a-delta", "the-moment-it-has-start"])
 async def test_a_stream_started_on_one_proxy_is_followed_live_on_another(
-    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, redis_state: dict[str, Any]
-) -> None:
-    settings = settings_for(mock, {"a": SLOW}, state=redis_state, resume=GRACE)
-    one, other = await make_proxy(settings), await make_proxy(settings)
-    first = await leave_after(session, f"{one.url}/v1/agents/a/stream", events=2)
-    last = first.events[-1]
-    async with session.get(
-        f"{other.url}/v1/streams/{last.data['stream_id']}", headers={"Last-Event-ID": last.id or ""}
-    ) as resp:
-        rest = await read_sse(resp)
-    whole(first, rest)
-    assert mock.stats.for_model(SLOW).requests == 1
-
-
-async def test_a_client_that_resumes_on_another_proxy_the_moment_it_has_start_gets_the_whole_stream(
-    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession, redis_state: dict[str, Any]
+    mock: MockServer,
+    make_proxy: ProxyFactory,
+    session: aiohttp.ClientSession,
+    redis_state: dict[str, Any],
+    seen: int,
 ) -> None:
     # The owner writes a stream's start to Redis with its next batch, milliseconds after the client
     # has it; a follower that comes first looks again before it calls the stream unknown.
     settings = settings_for(mock, {"a": SLOW}, state=redis_state, resume=GRACE)
     one, other = await make_proxy(settings), await make_proxy(settings)
-    first = await leave_after(session, f"{one.url}/v1/agents/a/stream", events=1)
-    start = first.events[0]
-    assert start.event == "start"
+    first = await leave_after(session, f"{one.url}/v1/agents/a/stream", events=seen)
+    assert first.events[0].event == "start"
+    last = first.events[-1]
     async with session.get(
-        f"{other.url}/v1/streams/{start.data['stream_id']}", headers={"Last-Event-ID": start.id or ""}
+        f"{other.url}/v1/streams/{last.data['stream_id']}", headers={"Last-Event-ID": last.id or ""}
     ) as resp:
         assert resp.status == 200
         rest = await read_sse(resp)
     whole(first, rest)
+    assert mock.stats.for_model(SLOW).requests == 1
