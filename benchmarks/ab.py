@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/ab.py --base HEAD --redis     # memory backend (base) vs Redis (new)
     .venv/bin/python benchmarks/ab.py --base HEAD --redis --base-redis   # both on Redis
     .venv/bin/python benchmarks/ab.py --base HEAD --auth      # no keys (base) vs keys and limits (new)
+    .venv/bin/python benchmarks/ab.py --base HEAD --chunks 1  # what a stream costs apart from its chunks
 
 With `--redis` the working tree's proxy keeps its state (conversations, stream logs, leases) in a
 redis-server started for the run; the base keeps it in memory. Redis's memory after the load is
@@ -85,7 +86,7 @@ class Proxy:
         config = LoadConfig(
             url=self.url,
             target=path,
-            agent="fast",
+            agent="ab",
             concurrency=concurrency,
             requests=requests,
             headers=self.headers,
@@ -102,7 +103,10 @@ async def compare(base_tree: Path, args: argparse.Namespace) -> None:
     mock_port = free_port()
     mock = spawn("-m", "proxy.mock_upstream", "--port", str(mock_port), cwd=ROOT)
     config = Path(tempfile.mkdtemp()) / "ab.toml"
-    config.write_text(CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1))
+    config.write_text(
+        CONFIG.format(base_url=f"http://127.0.0.1:{mock_port}/v1", heartbeat=15, slow_chunks=1)
+        + f'\n[agents.ab]\nmodel = "mock:ab?chunks={args.chunks}"\n'
+    )
     redis = Redis(tempfile.mkdtemp()) if args.redis else None
     new_env = {"AGENT_PROXY_STATE__BACKEND": "redis", "AGENT_PROXY_REDIS_URL": redis.url} if redis else None
     new_name = "working tree" + (", redis" if redis else "") + (", auth" if args.auth else "")
@@ -156,6 +160,9 @@ def main() -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 20])
     parser.add_argument("--requests", type=int, default=200, help="streams per round and proxy")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--chunks", type=int, default=64, help="chunks per stream (1: what a stream costs apart from its chunks)"
+    )
     parser.add_argument(
         "--redis", action="store_true", help="the working tree on Redis-backed state (base: memory)"
     )
