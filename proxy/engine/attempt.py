@@ -5,12 +5,13 @@ Two paths give the same events, history and errors:
   debounces, runs tools, and leaving its `async with` cancels the run and the upstream request);
 - plain text agents without tools take the direct model stream (`model_request_stream`): the same
   model request without the agent loop's layers, which cost most of the CPU per chunk. With the lean
-  model, chunks that only add text arrive as `PlainText` (`proxy/plain_text.py`).
+  model, chunks that only add text arrive as `PlainText` (`proxy/plain_text.py`), those read
+  together in one, and go up as one `DeltaRun`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,13 @@ TEXT_ONLY = ModelRequestParameters(output_mode="text", allow_text_output=True)
 
 
 @dataclass(slots=True)
+class DeltaRun:
+    """`delta`s of chunks that arrived together, passed up the engine's layers as one item."""
+
+    deltas: list[Delta]
+
+
+@dataclass(slots=True)
 class AttemptResult:
     """What a successful attempt leaves behind (not sent as an event)."""
 
@@ -55,6 +63,10 @@ class AttemptResult:
     finish_reason: str | None
     tool_calls: list[FunctionCall] | None = None
     """The run ended with calls of the client's tools, which the client must answer."""
+
+
+AttemptItem = Event | DeltaRun | AttemptResult
+"""What an attempt yields: events (`delta`s of chunks read together as one `DeltaRun`), then its result."""
 
 
 class _PartialOutput:
@@ -92,8 +104,6 @@ class _PartialOutput:
 def _part_event(ev: object, stream_id: str, output: _PartialOutput | None, text: bool = True) -> Event | None:
     """Our event for one model-stream event, if it carries anything a client sees; `text=False`
     when the model's text is the JSON answer, which goes out once, validated, as `output`."""
-    if type(ev) is PlainText:
-        return Delta(stream_id=stream_id, text=ev.text)
     if isinstance(ev, PartDeltaEvent):
         if isinstance(ev.delta, TextPartDelta) and ev.delta.content_delta and text:
             return Delta(stream_id=stream_id, text=ev.delta.content_delta)
@@ -130,7 +140,7 @@ def run_attempt(
     request: StreamInput,
     pacer: Pacer,
     usage: Usage,
-) -> AsyncGenerator[Event | AttemptResult, None]:
+) -> AsyncGenerator[AttemptItem, None]:
     """This attempt's public events, then one AttemptResult (close the generator when done).
 
     `usage` is filled with what the upstream reported for this attempt's requests, also when the
@@ -150,7 +160,7 @@ async def _agent_attempt(
     request: StreamInput,
     pacer: Pacer,
     usage: Usage,
-) -> AsyncGenerator[Event | AttemptResult, None]:
+) -> AsyncGenerator[AttemptItem, None]:
     limits = UsageLimits(request_limit=runtime.max_tool_calls + 2, tool_calls_limit=runtime.max_tool_calls)
     output = _PartialOutput(stream_id) if runtime.structured else None
     spec = run_spec(runtime, request)
@@ -225,7 +235,7 @@ async def _direct_attempt(
     request: StreamInput,
     pacer: Pacer,
     usage: Usage,
-) -> AsyncGenerator[Event | AttemptResult, None]:
+) -> AsyncGenerator[AttemptItem, None]:
     assert request.prompt is not None  # only plain requests take this path
     prompt = ModelRequest(
         parts=[UserPromptPart(content=request.prompt)], instructions=_instructions(runtime, request)
@@ -247,10 +257,12 @@ async def _direct_attempt(
         if isinstance(stream, PlainTextSource):
             stream.plain_text_events = True  # only the text is wanted here
         try:
-            async with aclosing(pacer.paced(aiter(stream))) as paced:
+            events: AsyncIterator[object] = aiter(stream)  # pydantic-ai's events, or `PlainText`
+            async with aclosing(pacer.paced(events)) as paced:
                 async for ev in paced:
-                    event = _part_event(ev, stream_id, None)
-                    if event is not None:
+                    if type(ev) is PlainText:
+                        yield DeltaRun([Delta(stream_id=stream_id, text=text) for text in ev.texts])
+                    elif (event := _part_event(ev, stream_id, None)) is not None:
                         yield event
         finally:
             # The request counts once its stream opened, as the agent loop counts it.

@@ -22,7 +22,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, AttemptManager, RetryCallState
 
-from proxy.engine.attempt import AttemptResult, run_attempt
+from proxy.engine.attempt import AttemptItem, AttemptResult, DeltaRun, run_attempt
 from proxy.engine.breaker import Breakers, CircuitState
 from proxy.engine.failures import AttemptFailed, Failure, classify
 from proxy.engine.handoff import Handoff
@@ -232,7 +232,10 @@ class Stream:
             result: AttemptResult | None = None
             async with aclosing(self._models()) as items:
                 async for item in items:
-                    if isinstance(item, AttemptResult):
+                    if isinstance(item, DeltaRun):
+                        for delta in item.deltas:
+                            yield self._stamp(delta)
+                    elif isinstance(item, AttemptResult):
                         result = item
                     else:
                         yield self._stamp(item)
@@ -269,7 +272,7 @@ class Stream:
             discard=True,
         )
 
-    async def _models(self) -> AsyncGenerator[Event | AttemptResult, None]:
+    async def _models(self) -> AsyncGenerator[AttemptItem, None]:
         """The agent's models in order until one answers, the stream gives up, or it is cancelled."""
         fallback_from: ModelChoice | None = None
         for choice in self.runtime.models:
@@ -322,7 +325,7 @@ class Stream:
         except TimeoutError:
             pass
 
-    async def _model_attempts(self, choice: ModelChoice) -> AsyncGenerator[Event | AttemptResult, None]:
+    async def _model_attempts(self, choice: ModelChoice) -> AsyncGenerator[AttemptItem, None]:
         """Attempts on one model; leaves `self._failure` set when they are spent or given up."""
         breaker = self._breakers[choice.name]
         # Tenacity joins at the first failure: its first iteration only hands out attempt 1, and
@@ -414,7 +417,7 @@ class Stream:
         finally:
             self._ticket = None
 
-    async def _attempt(self, choice: ModelChoice) -> AsyncGenerator[Event | AttemptResult, None]:
+    async def _attempt(self, choice: ModelChoice) -> AsyncGenerator[AttemptItem, None]:
         await self._wait_to_start()
         self._attempts += 1
         self._move(StreamState.ATTEMPTING)
@@ -445,9 +448,12 @@ class Stream:
             self._usage.add(used)
         yield self._attempt_finished(choice, started, "success", None)
 
-    def _took(self, item: Event | AttemptResult) -> None:
+    def _took(self, item: AttemptItem) -> None:
         """Keep what the client now holds; its first content moves the attempt to `streaming`."""
-        if isinstance(item, (Delta, Output)):
+        if isinstance(item, DeltaRun):
+            self._text.extend(delta.text for delta in item.deltas)
+            self._text_sent = self._content_sent = True
+        elif isinstance(item, (Delta, Output)):
             if isinstance(item, Delta):
                 self._text.append(item.text)
             elif not item.partial:

@@ -69,6 +69,25 @@ class ChunkStream:
             raise decode_error(self._model_name, ValueError(f"expected a JSON object, got {payload[:100]!r}"))
         return chunk
 
+    def next_ready(self) -> dict[str, Any] | None:
+        """The next chunk if it was already read, without waiting; None if none was, at the end, or
+        if the next one is an error, which stays for `__anext__` to raise."""
+        pending = self._pending
+        if not pending:
+            return None
+        payload = pending[0]
+        if payload.startswith(_DONE):
+            self._finish()
+            return None
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        if type(chunk) is not dict or chunk.get("error"):
+            return None
+        pending.popleft()
+        return chunk
+
     def _finish(self) -> None:
         # After `[DONE]` or the end of the body; release() keeps the connection only if the body was complete.
         self._done = True

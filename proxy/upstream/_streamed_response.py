@@ -12,9 +12,10 @@ A consumer that only wants the answer's text (the engine's direct path) sets `pl
 before iterating. Then, from the first chunk on, each chunk that only adds text to the answer (no
 finish reason, usage, reasoning, refusal, logprobs, annotations or tool calls; text that is not a
 thinking tag and holds no zero-width character, so special-token restoration leaves it as it is)
-is yielded as a `PlainText` event, without the parts manager and the restorer, whose per-delta
-copies were a fifth of the proxy's CPU per stream (docs/performance.md), and without the generators
-pydantic-ai's `__aiter__` wraps around every event. The text is recorded in the parts manager and the
+goes into a `PlainText` event, one for the chunks that were read together, without the parts
+manager and the restorer, whose per-delta copies were a fifth of the proxy's CPU per stream
+(docs/performance.md), and without the generators pydantic-ai's `__aiter__` wraps around every
+event. The text is recorded in the parts manager and the
 restorer as one piece when the first other chunk arrives, or at the end; that chunk and everything
 after it take the full mapping. The `ModelResponse` is the same either way
 (`tests/upstream/test_scripted.py` compares them).
@@ -91,10 +92,10 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         return self._events
 
     async def _plain_text_first(self) -> AsyncIterator[ModelResponseStreamEvent]:
-        """`PlainText` for the chunks that only add text, without the four generators pydantic-ai's
-        `__aiter__` puts around each event (special-token restoration, final result, part ends,
-        cancel guard: none of them changes a `PlainText`); from the first other chunk on, the events
-        of pydantic-ai's `__aiter__`."""
+        """`PlainText` for the chunks that only add text (one for those read together), without the
+        four generators pydantic-ai's `__aiter__` puts around each event (special-token restoration,
+        final result, part ends, cancel guard: none of them changes a `PlainText`); from the first
+        other chunk on, the events of pydantic-ai's `__aiter__`."""
         assert self._stream is not None
         profile = self._model_profile
         thinking_fields = tuple(
@@ -104,7 +105,9 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
         )
         tags = profile.get("thinking_tags", DEFAULT_THINKING_TAGS)
         think_start = tags[0] if tags else None
+        stream = self._stream
         texts: list[str] = []
+        run: list[str] = []
         chunk = self._first_chunk
         try:
             while chunk is not None:
@@ -112,11 +115,17 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
                 if text is None:
                     break
                 if text:
-                    if self._first_chunk_monotonic is None:
-                        self._first_chunk_monotonic = time.perf_counter()
-                    texts.append(text)
-                    yield PlainText(text)  # type: ignore[misc]
-                chunk = await anext(self._stream, None)
+                    run.append(text)
+                # The chunks read with this one go up as one event: a layer above costs the same
+                # per event whatever it holds (docs/performance.md).
+                chunk = stream.next_ready()
+                if chunk is None:
+                    if run:
+                        yield self._plain_run(run, texts)  # type: ignore[misc]
+                        run = []
+                    chunk = await anext(stream, None)
+            if run:
+                yield self._plain_run(run, texts)  # type: ignore[misc]
         except self.get_stream_cancel_errors():  # as pydantic-ai's cancel guard does
             if not self.cancelled:
                 raise
@@ -159,6 +168,12 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
             self._raw_text_content = "".join(self._text_pieces)
             for event in self._flush_pending_chat_annotations():
                 yield event
+
+    def _plain_run(self, run: list[str], texts: list[str]) -> PlainText:
+        if self._first_chunk_monotonic is None:
+            self._first_chunk_monotonic = time.perf_counter()
+        texts.extend(run)
+        return PlainText(run)
 
     def _plain_text(
         self, chunk: dict[str, Any], thinking_fields: tuple[str, ...], think_start: str | None

@@ -19,6 +19,7 @@ from pydantic_ai.tools import ToolDefinition
 
 from proxy.engine.attempt import _part_event
 from proxy.events import Delta
+from proxy.plain_text import PlainText
 from proxy.upstream import LeanOpenAIChatModel, LeanStreamedResponse
 from tests.upstream.conftest import KINDS, ModelFactory
 from tests.upstream.observe import dump_event, dump_messages
@@ -324,8 +325,9 @@ async def _observe_text(model: Model, plain: bool) -> tuple[list[str], list[Any]
         assert isinstance(stream, LeanStreamedResponse)
         stream.plain_text_events = plain
         async for event in stream:
-            delta = _part_event(event, "str_x", None)
-            if isinstance(delta, Delta):
+            if isinstance(event, PlainText):
+                texts.extend(event.texts)
+            elif isinstance(delta := _part_event(event, "str_x", None), Delta):
                 texts.append(delta.text)
         response = stream.get()
     return texts, dump_messages([response])
