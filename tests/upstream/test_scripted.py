@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 from pydantic_ai.direct import model_request_stream
+from pydantic_ai.exceptions import ModelAPIError
 from pydantic_ai.messages import ModelMessage, ModelRequest
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
@@ -240,14 +241,26 @@ TOOLS = ModelRequestParameters(
 MESSAGES: list[ModelMessage] = [ModelRequest.user_text_prompt("go")]
 
 
+_TEXT_FIRST = sse(chunk({"role": "assistant", "content": "Hel"}), chunk({"content": "lo"}), done=False)
+FAILING: dict[str, tuple[bytes, str]] = {
+    "error_after_text": (_TEXT_FIRST + b'data: {"error": {"message": "overloaded"}}\n\n', "overloaded"),
+    "bad_json_after_text": (_TEXT_FIRST + b"data: {not json\n\n", "Failed to decode"),
+}
+"""Text, then a chunk that fails the stream, written at once (the model name, the error's message)."""
+
+
 @pytest.fixture
 async def scripted() -> AsyncIterator[str]:
-    """An upstream that answers the request for model `<name>` with `SCRIPTS[<name>]`, verbatim."""
+    """An upstream that answers the request for model `<name>` with `SCRIPTS[<name>]`, verbatim
+    (or `FAILING[<name>]`, in one write)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if body["model"] in FAILING:
+            await response.write(FAILING[body["model"]][0])
+            return response
         script = SCRIPTS[body["model"]]
         for i in range(0, len(script), 37):  # in odd pieces, to exercise the decoder's buffering
             await response.write(script[i : i + 37])
@@ -355,3 +368,26 @@ async def test_plain_text_spot_checks(scripted: str, models: ModelFactory) -> No
     texts, (response,) = await _observe_text(models("lean", "think_token_midway", scripted), True)
     assert texts == ["Intro ", "done"]
     assert [p["part_kind"] for p in response["parts"]] == ["text", "thinking", "text"]
+
+
+@pytest.mark.parametrize("name", FAILING)
+async def test_plain_text_read_with_a_failing_chunk_is_sent_before_the_error(
+    scripted: str, models: ModelFactory, name: str
+) -> None:
+    """Chunks read together go up as one `PlainText`: a failing chunk among them still fails the
+    stream only after the text before it."""
+    texts: list[str] = []
+
+    async def read() -> None:
+        async with model_request_stream(
+            models("lean", name, scripted), MESSAGES, model_request_parameters=TOOLS
+        ) as stream:
+            assert isinstance(stream, LeanStreamedResponse)
+            stream.plain_text_events = True
+            async for event in stream:
+                assert isinstance(event, PlainText)
+                texts.extend(event.texts)
+
+    with pytest.raises(ModelAPIError, match=FAILING[name][1]):
+        await read()
+    assert texts == ["Hel", "lo"]
