@@ -117,8 +117,9 @@ class LeanStreamedResponse(OpenAIStreamedResponse):
                 if text:
                     run.append(text)
                 # The chunks read with this one go up as one event: a layer above costs the same
-                # per event whatever it holds (docs/performance.md).
-                chunk = stream.next_ready()
+                # per event whatever it holds (docs/performance.md). The first text goes up alone,
+                # before the rest of its read is decoded.
+                chunk = stream.next_ready() if texts else None
                 if chunk is None:
                     if run:
                         yield self._plain_run(run, texts)  # type: ignore[misc]
