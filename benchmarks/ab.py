@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="streams per round and proxy")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
-        "--chunks", type=int, default=64, help="chunks per stream (1: what a stream costs apart from its chunks)"
+        "--chunks", type=int, default=64, help="chunks per stream (1: a stream's cost apart from its chunks)"
     )
     parser.add_argument(
         "--redis", action="store_true", help="the working tree on Redis-backed state (base: memory)"

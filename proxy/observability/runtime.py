@@ -12,7 +12,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from proxy.observability.metrics import MetricsObserver, ProxyMetrics, StateMetricsRecorder
+from proxy.observability.metrics import ProxyMetrics
+from proxy.observability.metrics_observer import MetricsObserver, StateMetricsRecorder
 from proxy.observability.observer import ANONYMOUS_KEY, Observer, Observers
 from proxy.observability.settings import ObservabilitySettings
 from proxy.observability.stream_log import LogObserver

@@ -31,7 +31,8 @@ from proxy.events import (
     Start,
     Usage,
 )
-from proxy.observability.metrics import MetricsObserver, ProxyMetrics
+from proxy.observability.metrics import ProxyMetrics
+from proxy.observability.metrics_observer import MetricsObserver
 from proxy.observability.observer import Observer, Observers, StreamContext, Transport
 from proxy.transports.pump import pump
 

@@ -12,12 +12,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_plain
 
 from proxy.events import Delta
-from proxy.observability.metrics import (
-    OTHER,
-    TTFT_BUCKETS,
-    MetricsObserver,
-    ProxyMetrics,
-)
+from proxy.observability.metrics import OTHER, TTFT_BUCKETS, ProxyMetrics
+from proxy.observability.metrics_observer import MetricsObserver
 from proxy.observability.observer import Observers, StreamContext
 from proxy.observability.tracing import TracingObserver
 

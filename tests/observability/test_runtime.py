@@ -6,7 +6,7 @@ import pydantic
 import pytest
 
 from proxy.observability import ObservabilitySettings, Telemetry
-from proxy.observability.metrics import MetricsObserver
+from proxy.observability.metrics_observer import MetricsObserver
 from proxy.observability.stream_log import LogObserver
 
 from .conftest import Script, drive
