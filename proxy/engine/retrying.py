@@ -2,19 +2,20 @@
 honoured up to a cap, bounded by `max_attempts` and by the stream's total deadline.
 
 The stream runs its first attempt without it; from the first failure on it iterates
-`AsyncRetrying` (whose first iteration stands for that attempt) and sets each attempt's outcome
-itself (so that the attempt's events reach the client as they arrive, and cancellation is never
-captured as an outcome); tenacity decides whether another attempt follows (`retry`, `stop`), when
-(`wait`), and tells the stream before it sleeps (`before_sleep`), so that the `retry` event goes out
-before the backoff.
+`AsyncRetrying` through `Retries` (tenacity's first iteration stands for that attempt) and sets each
+attempt's outcome itself (so that the attempt's events reach the client as they arrive, and
+cancellation is never captured as an outcome); tenacity decides whether another attempt follows
+(`retry`, `stop`), when (`wait`), and tells the stream before it sleeps (`before_sleep`), so that the
+`retry` event goes out before the backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
@@ -67,3 +68,66 @@ def build_retrying(
         sleep=sleep,
         reraise=True,
     )
+
+
+class Retries:
+    """Tenacity's iteration over one model's attempts, from the first failure on (building and
+    starting it cost about 70 µs, which a stream that succeeds at once does without)."""
+
+    def __init__(
+        self,
+        policy: RetrySettings,
+        deadline: float,
+        may_retry: Callable[[BaseException], bool],
+        cancelled: asyncio.Event,
+    ) -> None:
+        """`cancelled`: set when the stream is cancelled, which cuts a backoff short."""
+        self._cancelled = cancelled
+        self._announced: asyncio.Future[float] | None = None
+        self._attempt: AttemptManager | None = None
+        self._iterator = aiter(
+            build_retrying(
+                policy, deadline, may_retry=may_retry, before_sleep=self._sleep_begins, sleep=self._sleep
+            )
+        )
+
+    async def failed(self, exc: AttemptFailed) -> None:
+        """The attempt under way (at first, the one run before tenacity joined) failed with `exc`."""
+        if self._attempt is None:
+            self._attempt = await anext(self._iterator)
+        # Not `with attempt:` around the attempt: tenacity's AttemptManager would swallow the
+        # GeneratorExit and CancelledError that close a stream.
+        self._attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
+
+    async def backoffs(self) -> AsyncGenerator[float, None]:
+        """Tenacity decides after a failure: the backoff it chose, before it is slept; the generator
+        ends when the next attempt may start. Raises the failure when no attempt follows.
+
+        Tenacity chooses the delay, calls `before_sleep`, then sleeps inside its iterator; the
+        iterator therefore runs as a task, so that the backoff is known before it is slept."""
+        loop = asyncio.get_running_loop()
+        self._announced = announced = loop.create_future()
+        step = asyncio.ensure_future(anext(self._iterator))
+        try:
+            await asyncio.wait((step, announced), return_when=asyncio.FIRST_COMPLETED)
+            if announced.done():
+                yield announced.result()
+            self._attempt = await step
+        finally:
+            self._announced = None
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+
+    def _sleep_begins(self, retry_state: RetryCallState) -> None:
+        """Tenacity's `before_sleep`: the backoff is chosen."""
+        if self._announced is not None and not self._announced.done():
+            self._announced.set_result(retry_state.upcoming_sleep)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Tenacity's `sleep`, cut short when the stream is cancelled."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._cancelled.wait()
+        except TimeoutError:
+            pass

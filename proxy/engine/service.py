@@ -44,7 +44,8 @@ from proxy.engine.shared import (
     UnknownStreamError,
 )
 from proxy.engine.start_gate import StartGate
-from proxy.engine.stream import Stream, StreamServices
+from proxy.engine.stream import Stream
+from proxy.engine.stream_services import StreamServices
 from proxy.events import Event
 from proxy.loop_lag import LoopLag
 

@@ -15,24 +15,22 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from tenacity import AsyncRetrying, AttemptManager, RetryCallState
-
 from proxy.engine.attempt import AttemptItem, AttemptResult, DeltaRun, run_attempt
-from proxy.engine.breaker import Breakers, CircuitState
+from proxy.engine.breaker import CircuitState
 from proxy.engine.failures import AttemptFailed, Failure, classify
 from proxy.engine.handoff import Handoff
 from proxy.engine.inputs import StreamInput
 from proxy.engine.pacing import AttemptCancelled, Pacer
-from proxy.engine.retrying import build_retrying
+from proxy.engine.retrying import Retries
 from proxy.engine.runtime import AgentRuntime, ModelChoice
-from proxy.engine.shared import ConversationStore, StateError, StoredStream, StreamLogs
-from proxy.engine.start_gate import StartGate
+from proxy.engine.shared import StateError, StoredStream
 from proxy.engine.states import TRANSITIONS, InvalidTransition, StreamState
+from proxy.engine.stream_services import StreamServices
 from proxy.events import (
     AttemptFinished,
     AttemptOutcome,
@@ -52,27 +50,8 @@ from proxy.events import (
     ToolResult,
     Usage,
 )
-from proxy.loop_lag import LoopLag
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamServices:
-    """What every stream of an engine shares."""
-
-    conversations: ConversationStore
-    breakers: Breakers
-    logs: StreamLogs
-    on_close: Callable[[Stream], None]
-    grace_s: float = 0.0
-    """How long a stream whose client left runs on, waiting for a client to resume it."""
-    follow_check_s: float = 1.0
-    """After the grace period, how often to check whether a client follows the stream again."""
-    lag: LoopLag | None = None
-    """The event loop's lag, which attempt deadlines do not count."""
-    gate: StartGate | None = None
-    """Paces attempt starts while the event loop lags."""
 
 
 class Stream:
@@ -126,7 +105,6 @@ class Stream:
         """What the upstream reported for every attempt's requests, the failed ones too."""
         self._failure: Failure | None = None
         """Why the last attempt (or the last model considered) failed."""
-        self._retry_announced: asyncio.Future[float] | None = None
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
         """End the stream early with `reason`; a no-op once it ended."""
@@ -312,25 +290,10 @@ class Stream:
         mid_stream = self.request.mid_stream or self.runtime.retry.mid_stream
         return not (self._text_sent and mid_stream == "fail")
 
-    def _retry_sleep_begins(self, retry_state: RetryCallState) -> None:
-        """Tenacity's `before_sleep`: the backoff is chosen, announce it before sleeping."""
-        if self._retry_announced is not None and not self._retry_announced.done():
-            self._retry_announced.set_result(retry_state.upcoming_sleep)
-
-    async def _retry_sleep(self, seconds: float) -> None:
-        """Tenacity's `sleep`, cut short when the stream is cancelled."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._cancelled.wait()
-        except TimeoutError:
-            pass
-
     async def _model_attempts(self, choice: ModelChoice) -> AsyncGenerator[AttemptItem, None]:
         """Attempts on one model; leaves `self._failure` set when they are spent or given up."""
         breaker = self._breakers[choice.name]
-        # Tenacity joins at the first failure: its first iteration only hands out attempt 1, and
-        # most streams need no other (building and starting it cost about 70 µs per stream here).
-        attempts: AsyncRetrying | None = None
+        retries: Retries | None = None  # tenacity joins at the first failure
         while True:
             if self._cancel_reason is not None:
                 self._failure = Failure.cancelled()
@@ -348,12 +311,14 @@ class Stream:
                         yield self._circuit_changed(choice, changed)
                 else:
                     breaker.release()
-                if attempts is None:
-                    attempts = aiter(self._retrying())
-                    attempt = await anext(attempts)
-                # Not `with attempt:` around the attempt: tenacity's AttemptManager would swallow
-                # the GeneratorExit and CancelledError that close this stream.
-                attempt.retry_state.set_exception((type(exc), exc, exc.__traceback__))
+                if retries is None:
+                    retries = Retries(
+                        self.runtime.retry,
+                        self._deadline,
+                        lambda error: isinstance(error, AttemptFailed) and self._may_retry(error.failure),
+                        self._cancelled,
+                    )
+                await retries.failed(exc)
             else:
                 self._failure = None
                 changed = breaker.record_success()
@@ -361,44 +326,12 @@ class Stream:
                     yield self._circuit_changed(choice, changed)
                 return
             try:
-                async with aclosing(self._next_attempt(attempts)) as steps:
-                    async for step in steps:
-                        if isinstance(step, AttemptManager):
-                            attempt = step
-                        else:
-                            yield step
+                async with aclosing(retries.backoffs()) as backoffs:
+                    async for delay in backoffs:
+                        if self._failure is not None:
+                            yield self._retry_event(self._failure, delay)
             except AttemptFailed:
                 return  # spent (max_attempts or deadline) or not retryable: tenacity re-raised it
-
-    def _retrying(self) -> AsyncRetrying:
-        return build_retrying(
-            self.runtime.retry,
-            self._deadline,
-            may_retry=lambda exc: isinstance(exc, AttemptFailed) and self._may_retry(exc.failure),
-            before_sleep=self._retry_sleep_begins,
-            sleep=self._retry_sleep,
-        )
-
-    async def _next_attempt(self, attempts: AsyncRetrying) -> AsyncGenerator[Retry | AttemptManager, None]:
-        """Let tenacity decide after a failed attempt: the `retry` event, then the next attempt.
-
-        Tenacity chooses the delay, calls `before_sleep`, then sleeps inside its iterator; the
-        iterator therefore runs as a task, so that the announcement reaches the client before the
-        backoff rather than after it. Raises the failure when no attempt follows.
-        """
-        loop = asyncio.get_running_loop()
-        self._retry_announced = announced = loop.create_future()
-        step = asyncio.ensure_future(anext(attempts))
-        try:
-            await asyncio.wait((step, announced), return_when=asyncio.FIRST_COMPLETED)
-            if announced.done() and self._failure is not None:
-                yield self._retry_event(self._failure, announced.result())
-            yield await step
-        finally:
-            self._retry_announced = None
-            if not step.done():
-                step.cancel()
-                await asyncio.gather(step, return_exceptions=True)
 
     async def _wait_to_start(self) -> None:
         """Queue at the start gate while the loop lags; AttemptFailed(cancelled) if the stream is
