@@ -1,12 +1,14 @@
-"""Many idle streams on one proxy process: 10,000 SSE streams open at once, one chunk every 10 s,
+"""Many idle streams on one proxy process: 10,000 streams open at once, one chunk every 10 s,
 heartbeats in every gap.
 
     .venv/bin/python benchmarks/idle.py [--streams 10000] [--chunks 20] [--gap-ms 10000] [--heartbeat-s 4]
+    .venv/bin/python benchmarks/idle.py --target ws [--ws-streams-per-socket 10]
 
-Each stream holds a client socket and an upstream socket in the proxy, so the run raises its
-open-file limit; raising the hard limit needs CAP_SYS_RESOURCE, and a run that would not fit under
-the limit stops at once and says so (past it the proxy could not accept connections, and streams and
-scrapes would fail mid-run). The streams open over `--ramp-up-s` (a
+Each SSE stream holds a client socket and an upstream socket in the proxy; WebSocket streams share
+their client sockets (`--ws-streams-per-socket`), so they need about half the files. The run raises
+its open-file limit; raising the hard limit needs CAP_SYS_RESOURCE, and a run that would not fit
+under the limit stops at once and says so (past it the proxy could not accept connections, and
+streams and scrapes would fail mid-run). The streams open over `--ramp-up-s` (a
 burst is `burst.py`'s subject); once all are open, the proxy's CPU over a stretch of the idle phase is
 divided by the heartbeats and chunks it sent meanwhile (from its /metrics). Reports streams ok and
 errors, TTFT, and the proxy's RSS at the start, the peak and the end; `--direct` first runs the same
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import math
 import resource
 import sys
 import tempfile
@@ -101,11 +105,14 @@ async def run(args: argparse.Namespace) -> None:
         if args.direct:
             model = f"idle?chunks={args.chunks}&gap_ms={args.gap_ms}"
             report("direct to the mock", await run_load(burst_config(mock_url, "openai", model, args)))
-        await run_load(LoadConfig(url=proxy_url, target="sse", agent="warm", concurrency=8, requests=200))
+        warm = LoadConfig(url=proxy_url, target=args.target, agent="warm", concurrency=8, requests=200)
+        await run_load(warm)
         rss_start = rss_mib(proxy.pid)
         done = asyncio.Event()
         watcher = asyncio.create_task(peak_rss(proxy.pid, done))
-        running = asyncio.create_task(run_load(burst_config(proxy_url, "sse", "idle", args)))
+        idle = burst_config(proxy_url, args.target, "idle", args)
+        load = dataclasses.replace(idle, ws_streams_per_socket=args.ws_streams_per_socket)
+        running = asyncio.create_task(run_load(load))
         # The idle phase: every stream open, between its first and last chunk. The load generator
         # shares this loop, so the stretch is timed by the clock, not by the sleep.
         loop = asyncio.get_running_loop()
@@ -118,7 +125,7 @@ async def run(args: argparse.Namespace) -> None:
         done.set()
         peak = await watcher
         report(
-            "through the proxy",
+            f"through the proxy ({args.target})",
             result,
             f"RSS MiB start {rss_start:.0f} peak {peak:.0f} after {rss_mib(proxy.pid):.0f}  "
             f"idle {window:.0f} s: CPU {cpu:.1f} s ({cpu / window:.0%} of a core), "
@@ -142,16 +149,25 @@ def main() -> None:
     parser.add_argument("--heartbeat-s", type=float, default=4.0)
     parser.add_argument("--ramp-up-s", type=float, default=100.0, help="open the streams over this long")
     parser.add_argument("--direct", action="store_true", help="first the same streams direct to the mock")
+    parser.add_argument("--target", default="sse", choices=["sse", "ws"])
+    parser.add_argument(
+        "--ws-streams-per-socket", type=int, default=10, help="with --target ws: streams sharing a socket"
+    )
     args = parser.parse_args()
-    # The load generator holds a socket per stream, the proxy two (client and upstream), with room
-    # for sockets still closing.
-    limit = raise_open_files(3 * args.streams + 1024)
-    if limit < 2 * args.streams + 512:
+    if args.target == "sse":
+        args.ws_streams_per_socket = 1
+    # The proxy holds an upstream socket per stream and the client sockets, with room for sockets
+    # still closing; the load generator (this process) holds the client sockets too.
+    client_sockets = math.ceil(args.streams / args.ws_streams_per_socket)
+    needed = args.streams + client_sockets + 512
+    limit = raise_open_files(needed + client_sockets + 512)
+    if limit < needed:
         # Past it the proxy cannot accept connections (EMFILE): streams and scrapes would fail mid-run.
         sys.exit(
             f"the open-file limit here is {limit} and cannot be raised (the hard limit needs "
-            f"CAP_SYS_RESOURCE): the proxy needs two sockets per stream, so {args.streams} streams need "
-            f"over {2 * args.streams + 512}; run fewer streams, or where the limit can be raised"
+            f"CAP_SYS_RESOURCE): the proxy needs a socket per stream and one per client connection, so "
+            f"{args.streams} streams need over {needed}; run fewer streams, WebSocket streams that share "
+            f"sockets (--target ws), or where the limit can be raised"
         )
     asyncio.run(run(args))
 
