@@ -211,8 +211,12 @@ class Stream:
             async with aclosing(self._models()) as items:
                 async for item in items:
                     if isinstance(item, DeltaRun):
+                        # All in the log before the first leaves, as `_took` holds all their text:
+                        # closed between two, the stream's log and its `end` still agree.
                         for delta in item.deltas:
-                            yield self._stamp(delta)
+                            self._stamp(delta)
+                        for delta in item.deltas:
+                            yield delta
                     elif isinstance(item, AttemptResult):
                         result = item
                     else:
