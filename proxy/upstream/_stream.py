@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import aiohttp
 import orjson
@@ -20,6 +20,15 @@ from proxy.upstream._errors import TRANSPORT_ERRORS, connection_error, decode_er
 from proxy.upstream._sse import SSEDecoder
 
 _DONE = b"[DONE]"
+
+
+def _chunk(payload: bytes) -> dict[str, Any] | None:
+    """The chunk `payload` holds; None if it is not JSON, not an object, or an in-stream error."""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return chunk if type(chunk) is dict and not chunk.get("error") else None
 
 
 class ChunkStream:
@@ -56,17 +65,10 @@ class ChunkStream:
         if payload.startswith(_DONE):
             self._finish()
             raise StopAsyncIteration
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
+        chunk = _chunk(payload)
+        if chunk is None:
             self.close()
-            raise decode_error(self._model_name, exc) from exc
-        if type(chunk) is dict and chunk.get("error"):
-            self.close()
-            raise in_stream_error(chunk.get("model") or self._model_name, chunk)
-        if type(chunk) is not dict:
-            self.close()
-            raise decode_error(self._model_name, ValueError(f"expected a JSON object, got {payload[:100]!r}"))
+            self._raise_for(payload)
         return chunk
 
     def next_ready(self) -> dict[str, Any] | None:
@@ -75,18 +77,23 @@ class ChunkStream:
         pending = self._pending
         if not pending:
             return None
-        payload = pending[0]
-        if payload.startswith(_DONE):
+        if pending[0].startswith(_DONE):
             self._finish()
             return None
+        chunk = _chunk(pending[0])
+        if chunk is not None:
+            pending.popleft()
+        return chunk
+
+    def _raise_for(self, payload: bytes) -> NoReturn:
+        """The pydantic-ai exception for a payload that holds no chunk (`_chunk` gave None)."""
         try:
             chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if type(chunk) is not dict or chunk.get("error"):
-            return None
-        pending.popleft()
-        return chunk
+        except orjson.JSONDecodeError as exc:
+            raise decode_error(self._model_name, exc) from exc
+        if type(chunk) is dict:
+            raise in_stream_error(chunk.get("model") or self._model_name, chunk)
+        raise decode_error(self._model_name, ValueError(f"expected a JSON object, got {payload[:100]!r}"))
 
     def _finish(self) -> None:
         # After `[DONE]` or the end of the body; release() keeps the connection only if the body was complete.

@@ -15,10 +15,9 @@ thinking tag and holds no zero-width character, so special-token restoration lea
 goes into a `PlainText` event, one for the chunks that were read together, without the parts
 manager and the restorer, whose per-delta copies were a fifth of the proxy's CPU per stream
 (docs/performance.md), and without the generators pydantic-ai's `__aiter__` wraps around every
-event. The text is recorded in the parts manager and the
-restorer as one piece when the first other chunk arrives, or at the end; that chunk and everything
-after it take the full mapping. The `ModelResponse` is the same either way
-(`tests/upstream/test_scripted.py` compares them).
+event. The text is recorded in the parts manager and the restorer as one piece when the first other
+chunk arrives, or at the end; that chunk and everything after it take the full mapping. The
+`ModelResponse` is the same either way (`tests/upstream/test_scripted.py` compares them).
 """
 
 from __future__ import annotations
