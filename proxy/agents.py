@@ -150,6 +150,7 @@ def build_registry(
         )
         if schema is not None:
             agent.output_validator(schema.validate)
+        registry.aliases.extend((pattern, name) for pattern in cfg.aliases)
         registry.agents[name] = AgentRuntime(
             name=name,
             agent=agent,

@@ -190,6 +190,10 @@ class AgentSettings(Section):
     """Names of `[mcp_servers.NAME]` whose tools this agent may call."""
     allow_system_messages: bool = False
     """OpenAI endpoint: use the client's system messages as extra instructions (else they are dropped)."""
+    aliases: list[str] = Field(default_factory=list)
+    """Model names that reach this agent on the API doors (`model` of chat completions, Messages,
+    Responses): exact names or globs such as `claude-sonnet-*`. An agent's own name wins over any
+    alias; among aliases, the first agent of the file whose pattern matches."""
     retry: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `[retry]` for this agent."""
     timeouts: dict[str, Any] = Field(default_factory=dict)

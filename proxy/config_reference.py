@@ -19,7 +19,9 @@ def _rows(table: str, model: type[BaseModel]) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else f"`{field.get_default(call_default_factory=True)!r}`"
-        rows.append(f"| `{table}` | `{name}` | {default} | {field.description or ''} |")
+        # A docstring of several lines is one table row: a line break would end the row.
+        meaning = " ".join((field.description or "").split())
+        rows.append(f"| `{table}` | `{name}` | {default} | {meaning} |")
     return rows
 
 

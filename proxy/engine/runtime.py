@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic_ai import Agent, InstrumentationSettings
@@ -60,7 +61,18 @@ class AgentRegistry:
     """Entered by `start()`, exited by `aclose()`."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Called by `aclose()` (shared HTTP clients)."""
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+    """(pattern, agent) in config order: the model names clients send that reach an agent."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    def resolve(self, model: str) -> str | None:
+        """The agent a client's `model` names: an agent's own name, else the first alias matching."""
+        if model in self.agents:
+            return model
+        for pattern, agent in self.aliases:
+            if fnmatchcase(model, pattern):
+                return agent
+        return None
 
     async def start(self) -> None:
         for connection in self.connections:

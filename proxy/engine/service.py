@@ -92,6 +92,13 @@ class Engine:
         if agent not in self.registry.agents:
             raise UnknownAgent(agent)
 
+    def resolve_agent(self, model: str) -> str:
+        """The agent that an API door's `model` names (its name or one of its `aliases`)."""
+        agent = self.registry.resolve(model)
+        if agent is None:
+            raise UnknownAgent(model)
+        return agent
+
     async def open(
         self,
         agent: str,
@@ -138,10 +145,12 @@ class Engine:
         discards: bool = False,
     ) -> Stream:
         """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history).
+        `agent` is the client's `model`: an agent's name or alias.
 
         `tools` are the client's: a call of one ends the stream with `finish_reason: "tool_calls"`.
         `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
         `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
+        agent = self.resolve_agent(agent)
         self._admit(agent, caller)
         runtime = self.registry.agents[agent]
         admit_tools(runtime, tools)

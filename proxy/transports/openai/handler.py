@@ -90,7 +90,7 @@ class OpenAITransport:
             # `tool_result` stay inside the proxy, which runs the agent's tools itself. Calls of the
             # client's tools come with `end`, as its `tool_calls`.
 
-        ctx = stream_context(request, stream.id, chat.model, "openai")
+        ctx = stream_context(request, stream.id, stream.runtime.name, "openai")
         end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
         if end is not None:
             await body.end()
@@ -100,7 +100,7 @@ class OpenAITransport:
         self, request: web.Request, chat: ChatRequest, stream: Stream, created: int
     ) -> web.StreamResponse:
         collected = Collector()
-        ctx = stream_context(request, stream.id, chat.model, "openai")
+        ctx = stream_context(request, stream.id, stream.runtime.name, "openai")
         end = await pump(stream, collected, ctx, self._observer, heartbeat_interval=None)
         if end is None:  # pragma: no cover - a collecting send never loses its client
             return openai_error(503, "client_gone", "the request was abandoned")
