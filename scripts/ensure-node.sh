@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make Node and npm available, then install the JavaScript clients the tests run (`tests/js/`:
-# the Vercel AI SDK and AG-UI's client, pinned by its package-lock.json).
+# the Vercel AI SDK with its OpenAI provider, AG-UI's client, Claude Code and Codex CLI, pinned by
+# its package-lock.json).
 set -eu
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/ensure-tools.sh" nodejs node
