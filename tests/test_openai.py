@@ -306,6 +306,8 @@ async def test_a_non_retryable_upstream_error_in_a_stream_makes_the_sdk_raise(
 
 NON_STREAMING_FAULTS = [
     ("m?fault=http500", 502, "upstream_unavailable", openai.InternalServerError),
+    # The upstream refused a request the proxy made: not the client's mistake, so no BadRequestError.
+    ("m?fault=http400", 502, "upstream_bad_request", openai.InternalServerError),
     ("m?fault=http429", 429, "upstream_rate_limited", openai.RateLimitError),
     ("m?fault=context_length", 400, "context_too_long", openai.BadRequestError),
     ("m?fault=malformed&after=1", 502, "upstream_malformed", openai.InternalServerError),

@@ -79,7 +79,7 @@ async def test_run_mid_stream_failure_restarts_by_default(
 FAILURES = [
     ("m?fault=http500", 502, "upstream_unavailable", True),
     ("m?fault=http429", 429, "upstream_rate_limited", True),
-    ("m?fault=http400", 400, "upstream_bad_request", False),
+    ("m?fault=http400", 502, "upstream_bad_request", False),
     ("m?fault=context_length", 400, "context_too_long", False),
     ("m?fault=drop&after=1", 502, "upstream_dropped", True),
     ("m?ttfc_ms=3000", 504, "first_token_timeout", True),

@@ -8,7 +8,6 @@ from proxy.events import End, Error, Event
 _STATUS_BY_CODE = {
     "upstream_rate_limited": 429,
     "context_too_long": 400,
-    "upstream_bad_request": 400,
     "content_filter": 400,
     "tool_name_conflict": 400,
     "shutdown": 503,
@@ -21,9 +20,11 @@ _STATUS_BY_CODE = {
 def error_status(code: str) -> int:
     """HTTP status of a non-streaming answer whose stream ended with error `code`.
 
-    504 for timeouts, 429 when the upstream rate-limits us, 400 when the request itself cannot be
-    served (context too long, refused by the upstream as bad), 503 for shutdown, 500 for our own
-    bugs, and 502 for every other upstream failure (`upstream_*`, malformed, incomplete, ...).
+    504 for timeouts, 429 when the upstream rate-limits us, 400 when the client's own input cannot be
+    served (context too long, content filtered, a tool name conflict), 503 for shutdown, 500 for our
+    own bugs, and 502 for every other upstream failure (`upstream_*`, malformed, incomplete, ...).
+    An upstream's other 400s (`upstream_bad_request`) are 502 too: the client's request was valid for
+    the proxy, and a 400 would tell it to change what it sends.
     """
     status = _STATUS_BY_CODE.get(code)
     if status is not None:
