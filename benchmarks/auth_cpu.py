@@ -55,7 +55,7 @@ async def main() -> None:
     caller = Caller(auth.keys.ring.find(keys[500]))  # type: ignore[arg-type]
     end = End(
         stream_id="s", finish_reason="stop", text="", usage=Usage(input_tokens=10, output_tokens=50),
-        attempts=1, ttft_s=0.01, duration_s=0.1, conversation_id=None,
+        attempts=1, model="mock:fast", ttft_s=0.01, duration_s=0.1, conversation_id=None,
     )  # fmt: skip
     start = time.perf_counter()
     for _ in range(N):

@@ -139,6 +139,9 @@ class End(Event):
     output: Any = None
     usage: Usage = field(default_factory=Usage)
     attempts: int
+    model: str
+    """The model of the last attempt, the one that answered when the stream succeeded (a fallback's
+    name when a fallback answered); its config string, as in `start.model`."""
     ttft_s: float | None
     duration_s: float
     conversation_id: str | None

@@ -38,6 +38,8 @@ async def test_fallback_model_answers_when_the_primary_attempts_are_spent(
     assert [r["reason"] for r in result.of("retry")] == ["http_500", "http_500"]
     assert result.end["text"] == "tok0 tok1 tok2"
     assert result.end["attempts"] == 3
+    assert result.of("start")[0]["model"] == f"mock:{DOWN}"
+    assert result.end["model"] == f"mock:{GOOD}"  # the client can tell that the fallback answered
     assert mock.stats.for_model(DOWN).requests == 2
     assert mock.stats.for_model(GOOD).requests == 1
     assert_stream_invariants([e.data for e in result.events])

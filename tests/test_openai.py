@@ -101,12 +101,28 @@ async def test_include_usage_adds_a_usage_chunk_with_the_upstream_counts(
     assert usage_chunk.usage.total_tokens == prompt_tokens + 5
 
 
+async def test_the_last_chunk_and_the_completion_name_the_fallback_model_that_answered(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    agent = {"model": "down?fault=http500", "fallback_models": ["mock:good?chunks=2"]}
+    proxy = await make_proxy(settings_for(mock, {"a": agent}, retry={"max_attempts": 1}))
+    async with openai_client(proxy) as client:
+        chunks = await stream_chunks(client, stream_options={"include_usage": True})
+        completion = await client.chat.completions.create(model="a", messages=HI)
+    *content, finish, usage_chunk = chunks
+    assert {c.model for c in content} == {"a"}  # what the client asked for, until the answer is known
+    assert finish.choices[0].finish_reason == "stop"
+    assert finish.model == usage_chunk.model == "mock:good?chunks=2"
+    assert completion.model == "mock:good?chunks=2"
+    assert completion.choices[0].message.content == "tok0 tok1"
+
+
 async def test_non_streaming_answers_one_chat_completion(mock: MockServer, make_proxy: ProxyFactory) -> None:
     proxy = await make_proxy(settings_for(mock, {"a": "m?chunks=4"}))
     async with openai_client(proxy) as client:
         completion = await client.chat.completions.create(model="a", messages=HI)
     assert completion.object == "chat.completion"
-    assert completion.id.startswith("chatcmpl-") and completion.model == "a"
+    assert completion.id.startswith("chatcmpl-") and completion.model == "mock:m?chunks=4"
     [choice] = completion.choices
     assert choice.message.role == "assistant"
     assert choice.message.content == expected_text(MockBehaviour(chunks=4))

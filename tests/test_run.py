@@ -19,6 +19,7 @@ END_FIELDS = {
     "text",
     "usage",
     "attempts",
+    "model",
     "ttft_s",
     "duration_s",
     "conversation_id",

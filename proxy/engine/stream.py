@@ -101,6 +101,8 @@ class Stream:
         self._text_sent = False
         """Text or output was sent: what `mid_stream = "fail"` protects."""
         self._attempts = 0
+        self._model = runtime.models[0].name
+        """The model of the latest attempt: `end.model`."""
         self._usage = Usage()
         """What the upstream reported for every attempt's requests, the failed ones too."""
         self._failure: Failure | None = None
@@ -357,6 +359,7 @@ class Stream:
     async def _attempt(self, choice: ModelChoice) -> AsyncGenerator[AttemptItem, None]:
         await self._wait_to_start()
         self._attempts += 1
+        self._model = choice.name
         self._move(StreamState.ATTEMPTING)
         self._pacer = pacer = Pacer(self.runtime.timeouts, self._deadline, self._services.lag)
         started = time.monotonic()
@@ -488,6 +491,7 @@ class Stream:
             output=self._output,
             usage=replace(self._usage),
             attempts=self._attempts,
+            model=self._model,
             ttft_s=None,
             duration_s=time.monotonic() - self._arrived,
             conversation_id=request.conversation_id if stored or not request.new_conversation else None,

@@ -60,6 +60,7 @@ class Script:
     steps: list[Event | Pause] = field(default_factory=list)
     _seq: int = 0
     _attempt: int = 0
+    _model: str = "mock:fast"
 
     def _add(self, event: Event) -> Script:
         if not event.internal:
@@ -85,6 +86,7 @@ class Script:
 
     def attempt(self, model: str = "mock:fast") -> Script:
         self._attempt += 1
+        self._model = model
         return self._add(
             AttemptStarted(stream_id=self.stream_id, agent=self.agent, model=model, attempt=self._attempt)
         )
@@ -133,6 +135,7 @@ class Script:
         return self._add(
             End(
                 stream_id=self.stream_id, finish_reason=finish_reason, text="", attempts=self._attempt,  # type: ignore[arg-type]
+                model=self._model,
                 usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens, requests=self._attempt),
                 ttft_s=None, duration_s=0.0, conversation_id=None,
             )

@@ -29,8 +29,8 @@ def test_deltas_skip_only_the_observers_that_ignore_them() -> None:
     observers = Observers([every, no_deltas])
     ctx = StreamContext(stream_id="str_1", agent="demo", transport="sse")
     end = End(
-        stream_id="str_1", finish_reason="stop", text="hi", attempts=1, ttft_s=None, duration_s=0.1,
-        conversation_id=None,
+        stream_id="str_1", finish_reason="stop", text="hi", attempts=1, model="m", ttft_s=None,
+        duration_s=0.1, conversation_id=None,
     )  # fmt: skip
     observers.stream_started(ctx)
     for event in (

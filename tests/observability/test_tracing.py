@@ -88,7 +88,7 @@ async def engine(agent: Agent[None, str], stream_id: str = "s-1", attempts: int 
                               error_type=None, reason=None, duration_s=0.0)  # fmt: skip
         break
     yield End(stream_id=stream_id, seq=seq, finish_reason="stop", text="", usage=Usage(), attempts=n,
-              ttft_s=None, duration_s=0.0, conversation_id=None)  # fmt: skip
+              model="mock:fast", ttft_s=None, duration_s=0.0, conversation_id=None)  # fmt: skip
 
 
 def parent_of(span: Any, spans: list[Any]) -> Any:

@@ -39,6 +39,7 @@ def test_an_end_with_tool_calls_survives_encoding() -> None:
         finish_reason="tool_calls",
         text="",
         attempts=1,
+        model="mock:fast",
         ttft_s=None,
         duration_s=0.5,
         conversation_id=None,

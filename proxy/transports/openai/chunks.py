@@ -27,11 +27,18 @@ class Chunks:
     """Encodes one stream's `chat.completion.chunk` lines; the per-delta path is one `dumps` of the text."""
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._id = completion_id
+        self._created = created
         self._head = b'data: {"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,' % (
             encode_json(completion_id),
             created,
             encode_json(model),
         )
+
+    def answered_by(self, model: str) -> Chunks:
+        """The same stream's chunks naming `model`: the closing chunks carry `end.model`, so that a
+        client can tell which model answered (a fallback's name when a fallback did)."""
+        return Chunks(self._id, self._created, model)
 
     def _line(self, rest: dict[str, Any]) -> bytes:
         # `rest` holds the keys after `model`; orjson writes `{...}`, so drop its opening brace.
@@ -74,13 +81,13 @@ def _message(end: End) -> dict[str, Any]:
     return {"role": "assistant", "content": end.text or None, "refusal": None, "tool_calls": calls}
 
 
-def completion(completion_id: str, created: int, model: str, end: End) -> dict[str, Any]:
-    """The `chat.completion` object of a stream that ended well."""
+def completion(completion_id: str, created: int, end: End) -> dict[str, Any]:
+    """The `chat.completion` object of a stream that ended well; its `model` is the one that answered."""
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": model,
+        "model": end.model,
         "choices": [
             {
                 "index": 0,

@@ -46,7 +46,7 @@ class OpenAITransport:
         created = int(time.time())
         if chat.stream:
             return await self._stream(request, chat, stream, created)
-        return await self._complete(request, chat, stream, created)
+        return await self._complete(request, stream, created)
 
     async def _stream(
         self, request: web.Request, chat: ChatRequest, stream: Stream, created: int
@@ -81,10 +81,11 @@ class OpenAITransport:
                 if early is not None:
                     await body.write(error_chunk(early))
                     return
-                tail = chunks.tool_calls(event.tool_calls) if event.tool_calls else b""
-                tail += chunks.choice({}, event.finish_reason)
+                last = chunks.answered_by(event.model)
+                tail = last.tool_calls(event.tool_calls) if event.tool_calls else b""
+                tail += last.choice({}, event.finish_reason)
                 if chat.include_usage:
-                    tail += chunks.usage(event)
+                    tail += last.usage(event)
                 await body.write(tail + DONE)
             # `retry` is invisible (the engine never retries after content here); `tool_call` and
             # `tool_result` stay inside the proxy, which runs the agent's tools itself. Calls of the
@@ -96,9 +97,7 @@ class OpenAITransport:
             await body.end()
         return response
 
-    async def _complete(
-        self, request: web.Request, chat: ChatRequest, stream: Stream, created: int
-    ) -> web.StreamResponse:
+    async def _complete(self, request: web.Request, stream: Stream, created: int) -> web.StreamResponse:
         collected = Collector()
         ctx = stream_context(request, stream.id, stream.runtime.name, "openai")
         end = await pump(stream, collected, ctx, self._observer, heartbeat_interval=None)
@@ -108,5 +107,5 @@ class OpenAITransport:
         if error is not None:
             status = error_status(error.code)
             return openai_error(status, error.code, error.message, retry_after=1 if status == 503 else None)
-        answer = completion(f"chatcmpl-{stream.id}", created, chat.model, end)
+        answer = completion(f"chatcmpl-{stream.id}", created, end)
         return web.Response(body=encode_json(answer), content_type="application/json")
