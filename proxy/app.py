@@ -36,6 +36,7 @@ from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
 from proxy.transports.server import SERVER_HEADER
 from proxy.transports.sse import ChatSSETransport, SSETransport
+from proxy.transports.unrouted import unrouted_response
 from proxy.transports.vercel_ai import VERCEL_AI
 from proxy.transports.ws import WSTransport
 
@@ -46,7 +47,7 @@ TELEMETRY = web.AppKey("telemetry", Telemetry)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 400: "bad_request"}
+_HTTP_CODES = {413: "body_too_large", 400: "bad_request"}
 
 
 @web.middleware
@@ -56,6 +57,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except (RequestError, Refused) as exc:
         return error_response(exc)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return unrouted_response(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -122,7 +122,9 @@ class Auth:
     async def check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The middleware: a `Caller` on the request, or 401 before the handler runs."""
         route = _route(request)
-        if route in PUBLIC_PATHS:
+        # A path no route takes is a 404 (or 405) for anyone: telling a caller without a key that its
+        # URL is wrong reveals nothing that GET /openapi.json does not.
+        if route in PUBLIC_PATHS or request.match_info.http_exception is not None:
             return await handler(request)
         try:
             identity, agent = self.authenticate(request, (request.method, route) in TOKEN_ROUTES)
