@@ -1,6 +1,6 @@
-"""Generated README sections: the configuration reference (from the settings models) and the mock
-upstream's keys (from its docstring). `python -m proxy.config_reference --readme README.md` rewrites
-them in place; a test fails when the README is out of step."""
+"""Generated documentation sections: the configuration reference (from the settings models) and the
+mock upstream's keys (from its docstring). `python -m proxy.config_reference docs/configuration.md`
+rewrites them in place in the files given; a test fails when a file of docs/ is out of step."""
 
 from __future__ import annotations
 
@@ -49,19 +49,19 @@ def mock_reference() -> str:
 SECTIONS = {"config-reference": config_reference, "mock-reference": mock_reference}
 
 
-def render(readme: str) -> str:
+def render(text: str) -> str:
     for name, make in SECTIONS.items():
         start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-        readme = pattern.sub(lambda _: start + make() + "\n" + end, readme)  # noqa: B023 (used at once)
-    return readme
+        text = pattern.sub(lambda _: start + make() + "\n" + end, text)  # noqa: B023 (used at once)
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readme", type=Path, required=True)
-    path = parser.parse_args().readme
-    path.write_text(render(path.read_text()))
+    parser.add_argument("files", type=Path, nargs="+", help="Markdown files with generated sections")
+    for path in parser.parse_args().files:
+        path.write_text(render(path.read_text()))
 
 
 if __name__ == "__main__":
