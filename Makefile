@@ -50,6 +50,8 @@ test: lint typecheck pytest
 fuzz: $(DEV)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/pytest tests/test_fuzz.py $(ARGS)
 
+# Prints the report and keeps it in bench-results/ (untracked). ARGS=--quick: smaller loads, a smoke
+# run, not for the record; ARGS=--write-docs: also rewrite the tracked docs/benchmarks.md.
 bench: $(DEV)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 
