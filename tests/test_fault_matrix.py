@@ -1,5 +1,5 @@
-"""Every upstream fault of the README table, on SSE, WebSocket, Vercel AI and AG-UI, clearing after
-one attempt or never.
+"""Every upstream fault of docs/resilience.md's table, on SSE, WebSocket, Vercel AI and AG-UI,
+clearing after one attempt or never.
 
 For each cell: the events a client sees and their order, the final text against what the upstream
 sent on its good attempt, the attempts the mock saw, Retry-After honoured, and nothing left running.

@@ -1,1 +1,1 @@
-"""Identity, keys, short-lived tokens and per-key limits (README: Keys and limits)."""
+"""Identity, keys, short-lived tokens and per-key limits (docs/auth.md)."""

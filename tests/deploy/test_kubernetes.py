@@ -1,7 +1,7 @@
 """deploy/kubernetes: `kubectl kustomize` builds it; every object is valid for a pinned Kubernetes
 version (kubernetes-validate's schemas, strict: unknown fields are errors) and the Prometheus
 Operator's objects for its CRDs; the PrometheusRule is exactly what scripts/generate-prometheusrule.py
-makes of deploy/prometheus/rules/; and the Deployment keeps the promises README.md's "Deploying" makes."""
+makes of deploy/prometheus/rules/; and the Deployment keeps the promises docs/deploy.md makes."""
 
 from __future__ import annotations
 
