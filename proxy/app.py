@@ -32,6 +32,7 @@ from proxy.transports.ag_ui import AG_UI
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, CALLER, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
+from proxy.transports.responses import ResponsesTransport
 from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
 from proxy.transports.server import SERVER_HEADER
@@ -134,6 +135,7 @@ async def create_app(settings: Settings) -> web.Application:
         server.ws_max_streams_per_socket,
     )
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
+    responses = ResponsesTransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
     vercel_ai = ChatSSETransport(engine, observer, server.heartbeat_interval_s, VERCEL_AI)
     ag_ui = ChatSSETransport(engine, observer, server.heartbeat_interval_s, AG_UI)
@@ -151,6 +153,9 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_post("/v1/agents/{agent}/run", run.post)
     app.router.add_post("/v1/chat/completions", openai.chat_completions)
+    app.router.add_post("/v1/responses", responses.create)
+    app.router.add_get("/v1/responses/{response_id}", responses.get)
+    app.router.add_delete("/v1/responses/{response_id}", responses.delete)
     app.router.add_post("/v1/agents/{agent}/vercel-ai", vercel_ai.post)
     app.router.add_post("/v1/agents/{agent}/ag-ui", ag_ui.post)
     app.router.add_get("/v1/agents", _agents)

@@ -82,6 +82,13 @@ class MemoryConversationStore:
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    async def delete(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> bool:
+        item = self._items.get(conversation_id)
+        if item is None or item[1] != owner:
+            return False
+        del self._items[conversation_id]
+        return True
+
     def __len__(self) -> int:
         self._expire(self._clock())
         return len(self._items)

@@ -3,6 +3,7 @@ an OpenAI client adds: its own tools and the format of the answer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -143,6 +144,7 @@ def chat_input(
     tools: ClientTools | None = None,
     response_format: ResponseFormat | None = None,
     discards: bool = False,
+    prior: Sequence[ModelMessage] = (),
 ) -> StreamInput:
     """An OpenAI-style message list -> the last user message as prompt, the rest as history; when it
     ends with `tool` messages, all of it is history and the model answers the tool results.
@@ -150,13 +152,21 @@ def chat_input(
     System messages become instructions only when the agent allows it; otherwise they are dropped,
     so a client cannot override the agent's instructions. A client that can drop text it was sent
     (`discards`: the UI protocols) keeps the agent's `mid_stream` policy; others get `fail`.
+    `prior` is a stored history that comes before `messages` (the Responses API's
+    `previous_response_id`): tool results in `messages` may answer its calls.
     """
     if not messages or messages[-1].role not in ("user", "tool"):
         raise InvalidMessages("the last message must have role 'user' or 'tool'")
     prompt = _prompt(messages[-1].content) if messages[-1].role == "user" else None
     system: list[str] = []
-    history: list[ModelMessage] = []
-    called: dict[str, str] = {}
+    history: list[ModelMessage] = list(prior)
+    called: dict[str, str] = {
+        part.tool_call_id: part.tool_name
+        for message in prior
+        if isinstance(message, ModelResponse)
+        for part in message.parts
+        if isinstance(part, ToolCallPart)
+    }
     """Tool call id -> the tool's name, for the results that answer them."""
     for message in messages[:-1] if prompt is not None else messages:
         content = message.content

@@ -10,6 +10,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
+from pydantic_ai.messages import ModelMessage
+
 from proxy.auth.identity import ANONYMOUS, Caller, Identity
 from proxy.conversations import new_conversation_id
 from proxy.engine.breaker import Breakers
@@ -44,6 +46,7 @@ from proxy.engine.shared import (
     UnknownStreamError,
 )
 from proxy.engine.start_gate import StartGate
+from proxy.engine.stored import StoredAnswer, last_answer
 from proxy.engine.stream import Stream
 from proxy.engine.stream_services import StreamServices
 from proxy.events import Event
@@ -123,14 +126,17 @@ class Engine:
             request.conversation_id = new_conversation_id()
             request.new_conversation = True
         else:
-            try:
-                found = await self.store.get(conversation_id, identity.name)
-            except StateError:
-                raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
-            if found is None:
-                raise UnknownConversation(conversation_id)
-            request.history = found
+            request.history = await self._history(conversation_id, identity)
         return await self._start(agent, request, arrived_at, caller)
+
+    async def _history(self, conversation_id: str, identity: Identity) -> list[ModelMessage]:
+        try:
+            found = await self.store.get(conversation_id, identity.name)
+        except StateError:
+            raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
+        if found is None:
+            raise UnknownConversation(conversation_id)
+        return found
 
     async def open_chat(
         self,
@@ -143,15 +149,20 @@ class Engine:
         arrived_at: float | None = None,
         caller: Caller | None = None,
         discards: bool = False,
+        previous: str | None = None,
+        store_as: str | None = None,
     ) -> Stream:
-        """A new stream for an OpenAI-style message list; nothing is stored (the client keeps history).
-        `agent` is the client's `model`: an agent's name or alias.
+        """A new stream for an OpenAI-style message list. `agent` is the client's `model`: an
+        agent's name or alias. By default nothing is stored (the client keeps the history); with
+        `previous`, the stored conversation of that id comes before `messages` (`UnknownConversation`
+        if the caller has none of that id), and with `store_as` the finished run is stored as a new
+        conversation of that id.
 
         `tools` are the client's: a call of one ends the stream with `finish_reason: "tool_calls"`.
         `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
         `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
         agent = self.resolve_agent(agent)
-        self._admit(agent, caller)
+        identity = self._admit(agent, caller)
         runtime = self.registry.agents[agent]
         admit_tools(runtime, tools)
         request = chat_input(
@@ -161,7 +172,11 @@ class Engine:
             tools=tools,
             response_format=admit_format(runtime, response_format),
             discards=discards,
+            prior=await self._history(previous, identity) if previous is not None else (),
         )
+        if store_as is not None:
+            request.conversation_id = store_as
+            request.new_conversation = True
         if request.prompt is not None:  # None: the model answers the results of the client's tools
             prompt = content_text(request.prompt)
             if not prompt.strip():
@@ -169,6 +184,25 @@ class Engine:
             if len(prompt) > self._max_prompt:
                 raise PromptTooLong(f"the last message is over {self._max_prompt} characters")
         return await self._start(agent, request, arrived_at, caller)
+
+    async def stored_answer(self, conversation_id: str, caller: Caller | None = None) -> StoredAnswer:
+        """The last answer of the caller's conversation; raises `UnknownConversation` (also for
+        another caller's) or `StateUnavailable`."""
+        identity = caller.identity if caller is not None else ANONYMOUS
+        answer = last_answer(await self._history(conversation_id, identity))
+        if answer is None:
+            raise UnknownConversation(conversation_id)
+        return answer
+
+    async def forget(self, conversation_id: str, caller: Caller | None = None) -> None:
+        """Delete the caller's conversation; raises `UnknownConversation` or `StateUnavailable`."""
+        owner = (caller.identity if caller is not None else ANONYMOUS).name
+        try:
+            deleted = await self.store.delete(conversation_id, owner)
+        except StateError:
+            raise StateUnavailable(_UNAVAILABLE, retry_after=1) from None
+        if not deleted:
+            raise UnknownConversation(conversation_id)
 
     def check_accepting(self) -> None:
         """Raise `Draining` once the proxy is shutting down."""

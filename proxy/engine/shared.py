@@ -53,6 +53,9 @@ class ConversationStore(Protocol):
         self, conversation_id: str, messages: Sequence[ModelMessage], owner: str | None = ANONYMOUS_KEY
     ) -> None: ...
 
+    async def delete(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> bool:
+        """Forget the owner's conversation; False if there was none. Raises StateError."""
+
 
 class StreamLogs(Protocol):
     def begin(self, stored: StoredStream) -> None:

@@ -66,6 +66,13 @@ return 0
 """
 """Renew a lease only while this process still holds it (another may have taken the stream over)."""
 
+_DELETE_OWNED = """
+local raw = redis.call('get', KEYS[1])
+if raw and string.sub(raw, 1, #ARGV[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+"""Delete a conversation only if it is the owner's: its JSON starts with `{"owner":<owner>,`."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Store:
@@ -183,6 +190,7 @@ class RedisConversations:
         self._state = state
         self._ttl = max(1, round(settings.idle_ttl_s))
         self._max_messages = settings.max_messages
+        self._delete = state.redis.register_script(_DELETE_OWNED)
 
     async def get(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> list[ModelMessage] | None:
         key = self._state.key("conv", conversation_id)
@@ -200,6 +208,11 @@ class RedisConversations:
         kept = trim_history(list(messages), self._max_messages)
         body = b'{"owner":%s,"messages":%s}' % (orjson.dumps(owner), encode_messages(kept))
         await self._state.logs.store(self._state.key("conv", conversation_id), body, self._ttl)
+
+    async def delete(self, conversation_id: str, owner: str | None = ANONYMOUS_KEY) -> bool:
+        key = self._state.key("conv", conversation_id)
+        owned = b'{"owner":%s,' % orjson.dumps(owner)
+        return bool(await self._state.op("conversation_delete", self._delete(keys=[key], args=[owned])))
 
 
 class RedisStreamLogs:

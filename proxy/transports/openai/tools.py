@@ -42,20 +42,25 @@ def _tool(value: object, param: str) -> ClientTool:
     tool = _object(value, param)
     if tool.get("type") != "function":
         raise InvalidParam(f"{param}.type", "only tools of type 'function' are supported")
-    function = _object(tool.get("function"), f"{param}.function")
+    return function_tool(_object(tool.get("function"), f"{param}.function"), f"{param}.function")
+
+
+def function_tool(function: dict[str, Any], param: str) -> ClientTool:
+    """A function's `name`, `description`, `parameters` and `strict`, found at `param`."""
     name = function.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidParam(f"{param}.function.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, _ and -")
+        raise InvalidParam(f"{param}.name", "a function name is 1 to 64 of a-z, A-Z, 0-9, _ and -")
     description = function.get("description")
     if description is not None and not isinstance(description, str):
-        raise InvalidParam(f"{param}.function.description", "`description` must be a string")
-    parameters = function.get("parameters", {"type": "object", "properties": {}})
-    parameters = _object(parameters, f"{param}.function.parameters")
+        raise InvalidParam(f"{param}.description", "`description` must be a string")
+    parameters = function.get("parameters")
+    if parameters is None:  # OpenAI's Responses API sends `null` for a function without arguments
+        parameters = {"type": "object", "properties": {}}
     return ClientTool(
         name=name,
-        parameters=parameters,
+        parameters=_object(parameters, f"{param}.parameters"),
         description=description,
-        strict=flag(function.get("strict"), f"{param}.function.strict"),
+        strict=flag(function.get("strict"), f"{param}.strict"),
     )
 
 
@@ -103,18 +108,24 @@ def response_format(value: object) -> ResponseFormat | None:
         raise InvalidParam(
             "response_format.type", "`response_format.type` is text, json_object or json_schema"
         )
-    spec = _object(fmt.get("json_schema"), "response_format.json_schema")
-    name = _string(spec.get("name"), "response_format.json_schema.name")
+    return json_schema(
+        _object(fmt.get("json_schema"), "response_format.json_schema"), "response_format.json_schema"
+    )
+
+
+def json_schema(spec: dict[str, Any], param: str) -> ResponseFormat:
+    """A JSON Schema answer format's `name`, `schema`, `description` and `strict`, found at `param`."""
+    name = _string(spec.get("name"), f"{param}.name")
     if not _NAME.fullmatch(name):
-        raise InvalidParam("response_format.json_schema.name", "a name is 1 to 64 of a-z, A-Z, 0-9, _ and -")
+        raise InvalidParam(f"{param}.name", "a name is 1 to 64 of a-z, A-Z, 0-9, _ and -")
     description = spec.get("description")
     if description is not None and not isinstance(description, str):
-        raise InvalidParam("response_format.json_schema.description", "`description` must be a string")
+        raise InvalidParam(f"{param}.description", "`description` must be a string")
     return ResponseFormat(
-        schema=_object(spec.get("schema"), "response_format.json_schema.schema"),
+        schema=_object(spec.get("schema"), f"{param}.schema"),
         name=name,
         description=description,
-        strict=flag(spec.get("strict"), "response_format.json_schema.strict"),
+        strict=flag(spec.get("strict"), f"{param}.strict"),
     )
 
 
