@@ -21,6 +21,7 @@ from proxy.engine.runtime import AgentRegistry
 from proxy.errors import RequestError
 from proxy.loop_lag import LoopLag
 from proxy.mock_upstream import MockServer, start_mock
+from proxy.observability.refusal_log import RefusalLog
 from proxy.observability.runtime import Telemetry
 from proxy.openapi import install_openapi
 from proxy.playground import Playground
@@ -32,6 +33,7 @@ from proxy.transports.ag_ui import AG_UI
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, CALLER, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
+from proxy.transports.refusal_lines import refusal_lines
 from proxy.transports.responses import ResponsesTransport
 from proxy.transports.resume import ResumeTransport
 from proxy.transports.run import RunTransport
@@ -141,7 +143,9 @@ async def create_app(settings: Settings) -> web.Application:
     ag_ui = ChatSSETransport(engine, observer, server.heartbeat_interval_s, AG_UI)
     playground = Playground()
 
-    app = web.Application(client_max_size=server.max_body_bytes, middlewares=[_errors])
+    app = web.Application(
+        client_max_size=server.max_body_bytes, middlewares=[refusal_lines(RefusalLog()), _errors]
+    )
     install_cors(app, server.cors_allow_origins)
     app.on_response_prepare.append(_server_header)
     app[ENGINE] = engine

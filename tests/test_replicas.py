@@ -4,6 +4,7 @@ death of the process that runs it, and the proxy rides out Redis going away."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
@@ -70,6 +71,13 @@ async def test_a_stream_whose_process_is_killed_is_taken_over_and_ends_once_whol
     )
     print(f"kill -9 -> first new delta on the other replica: {first_new.at - killed_at:.2f} s")
     assert first_new.at - killed_at < 10
+
+    # The replica that took the stream over says so, and how it ended, in its log.
+    lines = [json.loads(line) for line in other.log if line.startswith("{")]
+    taken = [x for x in lines if x.get("stream_id") == stream_id]
+    assert [x["event"] for x in taken] == ["stream_taken_over", "takeover_finished"]
+    assert taken[0]["agent"] == "a" and taken[0]["after_seq"] == after
+    assert taken[1]["outcome"] == "stop" and taken[1]["model"] == f"mock:{SLOW}" and taken[1]["attempts"] == 1
 
 
 async def test_redis_going_away_gives_503_state_unavailable_and_service_returns_with_it(

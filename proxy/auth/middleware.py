@@ -26,6 +26,7 @@ from proxy.engine.refusals import ForbiddenAgent
 from proxy.errors import RequestError
 from proxy.transports.http import CALLER, error_response, read_json_object
 from proxy.transports.openai.errors import openai_error
+from proxy.transports.refusal_lines import REFUSAL_REASON
 
 log = logging.getLogger("agent_proxy.auth")
 
@@ -130,6 +131,7 @@ class Auth:
             identity, agent = self.authenticate(request, (request.method, route) in TOKEN_ROUTES)
         except Unauthorized as exc:
             self._on_failure(exc.reason)
+            request[REFUSAL_REASON] = exc.reason
             if route in OPENAI_PATHS:
                 response = openai_error(401, "unauthorized", exc.message)
             else:

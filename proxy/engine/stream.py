@@ -50,8 +50,11 @@ from proxy.events import (
     ToolResult,
     Usage,
 )
+from proxy.log_fields import fields as log_fields
+from proxy.observability.stream_log import STREAM_LOGGER
 
 log = logging.getLogger(__name__)
+_stream_log = logging.getLogger(STREAM_LOGGER)
 
 
 class Stream:
@@ -247,6 +250,7 @@ class Stream:
                 created_at=time.time(),
             )
         self._move(StreamState.RETRYING)
+        self._log_takeover("stream taken over", "stream_taken_over", after_seq=self._takeover_after)
         return Retry(
             stream_id=self.id,
             attempt=0,
@@ -466,7 +470,24 @@ class Stream:
         self.end = self._end_event(finish, stored, result.tool_calls if result else None)
         events.append(self.end)
         self._move(StreamState.ENDED)
+        if self._takeover_after is not None:
+            error = events[0] if isinstance(events[0], Error) else None
+            self._log_takeover(
+                "taken-over stream finished",
+                "takeover_finished",
+                outcome=finish,
+                model=self.end.model,
+                attempts=self.end.attempts,
+                duration_s=round(self.end.duration_s, 6),
+                error_code=error.code if error is not None else None,
+            )
         return events
+
+    def _log_takeover(self, message: str, event: str, **values: Any) -> None:
+        """The replica that takes a stream over runs it with no client of its own, so the stream log
+        (written by a transport's observer) has no line for it: these lines stand in."""
+        fields = {"event": event, "stream_id": self.id, "agent": self.runtime.name, "key": self.owner}
+        _stream_log.info(message, extra=log_fields(**fields, **values))
 
     async def _store_answer(self, result: AttemptResult) -> bool:
         conversation = self.request.conversation_id

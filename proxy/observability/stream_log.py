@@ -1,4 +1,5 @@
-"""Structured logs: one JSON line per finished stream, and the app's log configuration.
+"""Structured logs: one JSON line per finished stream, one per retry and fallback as it happens, and
+the app's log configuration.
 
 The stream line carries what an operator needs to find a stream again (stream id, trace id) and to
 judge it (agent, model, transport, key name, outcome, attempts, retries, fallbacks, error code, ttft,
@@ -82,10 +83,11 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "text"] 
 
 
 class _StreamLog:
-    __slots__ = ("attempts", "error_code", "fallbacks", "model", "retries")
+    __slots__ = ("attempt_model", "attempts", "error_code", "fallbacks", "model", "retries")
 
     def __init__(self) -> None:
         self.model: str | None = None
+        self.attempt_model: str | None = None
         self.attempts = 0
         self.retries = 0
         self.fallbacks = 0
@@ -93,7 +95,7 @@ class _StreamLog:
 
 
 class LogObserver:
-    """Writes the stream line at `stream_finished` (an `Observer`)."""
+    """Writes the stream line at `stream_finished`, and a line per `retry` and `fallback` (an `Observer`)."""
 
     sees_deltas = False
     """It records nothing per chunk."""
@@ -112,12 +114,27 @@ class LogObserver:
                 st.model = event.model
                 if isinstance(event, AttemptStarted):
                     st.attempts += 1
+                    st.attempt_model = event.model
                 elif isinstance(event, Fallback):
                     st.fallbacks += 1
+                    self._line(ctx, "stream fallback", "stream_fallback", from_model=event.from_model,
+                               model=event.model, reason=event.reason)  # fmt: skip
             elif isinstance(event, Retry):
                 st.retries += 1
+                # The model whose attempt failed, also when the retry comes after a fallback.
+                self._line(ctx, "stream retry", "stream_retry", model=st.attempt_model, attempt=event.attempt,
+                           max_attempts=event.max_attempts, reason=event.reason, delay_s=event.delay_s,
+                           discard=event.discard)  # fmt: skip
             elif isinstance(event, Error):
                 st.error_code = event.code
+
+    def _line(self, ctx: StreamContext, message: str, event: str, **values: Any) -> None:
+        """A line as a retry or fallback happens, so that an operator watching the log sees it then,
+        not only in the stream's `retries`/`fallbacks` counts when it ends."""
+        if self._log.isEnabledFor(logging.INFO):
+            fields = {"event": event, "stream_id": ctx.stream_id, "agent": ctx.agent, **values,
+                      "transport": ctx.transport, "key": ctx.key, "trace_id": ctx.trace_id}  # fmt: skip
+            self._log.info(message, extra={FIELDS_ATTR: fields})
 
     def stream_finished(self, ctx: StreamContext, outcome: StreamOutcome, end: End | None) -> None:
         st: _StreamLog = ctx.state[_STATE_KEY]

@@ -47,8 +47,9 @@ async def test_one_json_line_per_stream_with_the_fields_an_operator_needs(
     s.fallback("mock:slow", "mock:fast").attempt("mock:fast").deltas("a", "b").finish_attempt("mock:fast")
     driven = await drive(observer, s.end("stop", 11, 22), transport="openai", arrived_ago=0.1)
 
-    assert len(lines.lines) == 1
-    line = json.loads(lines.lines[0])
+    events = [json.loads(x)["event"] for x in lines.lines]
+    assert events == ["stream_retry", "stream_fallback", "stream_finished"]
+    line = json.loads(lines.lines[-1])
     assert line["message"] == "stream finished"
     assert line["logger"] == "agent_proxy.stream"
     assert line["level"] == "INFO"
@@ -60,6 +61,29 @@ async def test_one_json_line_per_stream_with_the_fields_an_operator_needs(
     assert {k: line[k] for k in expected} == expected
     assert 0.1 <= line["ttft_s"] <= line["duration_s"] < 1.0
     assert len(line["trace_id"]) == 32
+
+
+async def test_each_retry_and_fallback_gets_its_own_line_as_it_happens(lines: Lines) -> None:
+    observer = Observers([LogObserver()])
+    s = Script("s-7").start("mock:slow").attempt("mock:slow")
+    s.finish_attempt("mock:slow", "error", "http_503", "http_503").retry("http_503")
+    s.fallback("mock:slow", "mock:fast", "http_503").retry("http_503", discard=True)
+    s.attempt("mock:fast").deltas("ok").finish_attempt("mock:fast")
+    await drive(observer, s.end("stop"), transport="sse")
+
+    retry, fallback, retry_after_fallback, finished = (json.loads(x) for x in lines.lines)
+    shown = ("message", "event", "stream_id", "agent", "model", "reason", "transport")
+    assert {k: retry[k] for k in shown} == {
+        "message": "stream retry", "event": "stream_retry", "stream_id": "s-7", "agent": "demo",
+        "model": "mock:slow", "reason": "http_503", "transport": "sse",
+    }  # fmt: skip
+    assert (retry["attempt"], retry["max_attempts"], retry["discard"]) == (1, 3, False)
+    assert {k: fallback[k] for k in ("event", "from_model", "model", "reason")} == {
+        "event": "stream_fallback", "from_model": "mock:slow", "model": "mock:fast", "reason": "http_503",
+    }  # fmt: skip
+    assert retry_after_fallback["model"] == "mock:slow"  # the model that failed, not the next one
+    assert retry_after_fallback["discard"] is True
+    assert finished["event"] == "stream_finished" and finished["retries"] == 2
 
 
 async def test_failed_and_abandoned_streams_are_logged_without_their_text(lines: Lines) -> None:

@@ -19,6 +19,7 @@ from proxy.transports.openai.chunks import DONE, KEEPALIVE, Chunks, completion
 from proxy.transports.openai.errors import error_chunk, openai_error, request_error_response
 from proxy.transports.openai.request import ChatRequest, parse_chat_request
 from proxy.transports.pump import pump
+from proxy.transports.refusal_lines import REQUESTED_AGENT
 from proxy.transports.sse import SSE_HEADERS
 from proxy.transports.wire import encode_json
 
@@ -32,6 +33,7 @@ class OpenAITransport:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             chat = parse_chat_request(await read_json_object(request))
+            request[REQUESTED_AGENT] = chat.model
             stream = await self._engine.open_chat(
                 chat.model,
                 chat.messages,
