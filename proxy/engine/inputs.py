@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic_ai.messages import (
+    BinaryImage,
+    ImageUrl,
     ModelMessage,
     ModelRequest,
     ModelRequestPart,
@@ -52,20 +54,45 @@ class RunOptions:
         return settings or None
 
 
-Content = str | tuple[str, ...]
-"""A message's text: one string, or text parts kept apart (OpenAI's list-of-parts content)."""
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image part of a user message (or a tool's result): at `url`, or inline `data`."""
+
+    url: str | None = None
+    data: bytes | None = None
+    media_type: str = "image/png"
+    """Of inline `data` (a URL's is guessed from it)."""
+
+    def user_content(self) -> ImageUrl | BinaryImage:
+        """The part as pydantic-ai hands it to the model."""
+        if self.data is not None:
+            return BinaryImage(data=self.data, media_type=self.media_type)
+        return ImageUrl(url=self.url or "")
 
 
-def text_parts(texts: list[str]) -> Content:
-    """A message's text parts as `Content`: one part is plain text, several stay apart."""
-    if len(texts) == 1:
+Part = str | Image
+Content = str | tuple[Part, ...]
+"""A message's content: one string, or parts kept apart (OpenAI's list-of-parts content): text, and
+images in user messages."""
+PromptPart = str | ImageUrl | BinaryImage
+"""A part of a prompt as pydantic-ai takes it."""
+
+
+def text_parts(texts: Sequence[Part]) -> Content:
+    """A message's parts as `Content`: one text part is plain text, several stay apart."""
+    if len(texts) == 1 and isinstance(texts[0], str):
         return texts[0]
     return tuple(texts) if texts else ""
 
 
-def content_text(content: Content | list[str]) -> str:
+def content_text(content: Content | Sequence[PromptPart]) -> str:
     """All of a message's text, for the checks that look at it as a whole (blank, too long)."""
-    return content if isinstance(content, str) else "".join(content)
+    return content if isinstance(content, str) else "".join(p for p in content if isinstance(p, str))
+
+
+def has_images(content: Content | Sequence[PromptPart]) -> bool:
+    """Whether `content` holds an image (a prompt of an image alone is not blank)."""
+    return not isinstance(content, str) and any(not isinstance(p, str) for p in content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +138,9 @@ class ResponseFormat:
 
 @dataclass(slots=True)
 class StreamInput:
-    prompt: str | list[str] | None
-    """The user's prompt: one string, or text parts that reach the model as separate parts; None
-    when the history ends with the results of the client's tools, which the model answers."""
+    prompt: str | list[PromptPart] | None
+    """The user's prompt: one string, or parts (text, images) that reach the model as separate
+    parts; None when the history ends with the results of the client's tools, which the model answers."""
     history: list[ModelMessage] = field(default_factory=list)
     conversation_id: str | None = None
     """Where the finished run is stored; None: the client keeps the history (OpenAI endpoint)."""
@@ -132,8 +159,10 @@ class StreamInput:
         return self.prompt is not None and self.tools is None and self.response_format is None
 
 
-def _prompt(content: Content) -> str | list[str]:
-    return content if isinstance(content, str) else list(content)
+def _prompt(content: Content) -> str | list[PromptPart]:
+    if isinstance(content, str):
+        return content
+    return [part if isinstance(part, str) else part.user_content() for part in content]
 
 
 def chat_input(
@@ -171,7 +200,7 @@ def chat_input(
     for message in messages[:-1] if prompt is not None else messages:
         content = message.content
         if message.role in ("system", "developer"):
-            system.append(content if isinstance(content, str) else "\n\n".join(content))
+            system.append(content if isinstance(content, str) else "\n\n".join(_texts(content)))
         elif message.role == "user":
             history.append(ModelRequest(parts=[UserPromptPart(content=_prompt(content))]))
         elif message.role == "tool":
@@ -192,7 +221,7 @@ def chat_input(
 
 def _response_parts(message: ChatMessage) -> list[ModelResponsePart]:
     content = message.content
-    texts = [content] if isinstance(content, str) else list(content)
+    texts = [content] if isinstance(content, str) else _texts(content)
     if message.tool_calls:
         texts = [text for text in texts if text]  # `content: null` beside tool calls
     calls = [ToolCallPart(call.name, call.arguments, call.id) for call in message.tool_calls]
@@ -204,7 +233,14 @@ def _tool_return(message: ChatMessage, called: dict[str, str]) -> ToolReturnPart
     name = called.get(call_id)
     if name is None:
         raise InvalidMessages(f"tool message answers no earlier tool call ({call_id!r})")
-    return ToolReturnPart(name, content_text(message.content), call_id)
+    content = message.content
+    if has_images(content):  # pydantic-ai sends a result's images to the model as a user message
+        return ToolReturnPart(name, _prompt(content), call_id)
+    return ToolReturnPart(name, content_text(content), call_id)
+
+
+def _texts(parts: tuple[Part, ...]) -> list[str]:
+    return [part for part in parts if isinstance(part, str)]
 
 
 def _add_request_part(history: list[ModelMessage], part: ModelRequestPart) -> None:

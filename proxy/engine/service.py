@@ -24,6 +24,7 @@ from proxy.engine.inputs import (
     StreamInput,
     chat_input,
     content_text,
+    has_images,
 )
 from proxy.engine.refusals import (
     Draining,
@@ -151,6 +152,7 @@ class Engine:
         discards: bool = False,
         previous: str | None = None,
         store_as: str | None = None,
+        client_system: bool = False,
     ) -> Stream:
         """A new stream for an OpenAI-style message list. `agent` is the client's `model`: an
         agent's name or alias. By default nothing is stored (the client keeps the history); with
@@ -160,14 +162,16 @@ class Engine:
 
         `tools` are the client's: a call of one ends the stream with `finish_reason: "tool_calls"`.
         `discards`: the client can drop content on a `retry` with `discard: true`, so the agent's
-        `mid_stream = "restart"` applies; without it a failure after content ends the stream."""
+        `mid_stream = "restart"` applies; without it a failure after content ends the stream.
+        `client_system`: the protocol gives the system prompt to the client (the Messages API), so
+        its system messages are used as instructions whatever the agent's `allow_system_messages`."""
         agent = self.resolve_agent(agent)
         identity = self._admit(agent, caller)
         runtime = self.registry.agents[agent]
         admit_tools(runtime, tools)
         request = chat_input(
             messages,
-            runtime.allow_system_messages,
+            runtime.allow_system_messages or client_system,
             options,
             tools=tools,
             response_format=admit_format(runtime, response_format),
@@ -179,7 +183,7 @@ class Engine:
             request.new_conversation = True
         if request.prompt is not None:  # None: the model answers the results of the client's tools
             prompt = content_text(request.prompt)
-            if not prompt.strip():
+            if not prompt.strip() and not has_images(request.prompt):
                 raise InvalidPrompt("the last user message has no text")
             if len(prompt) > self._max_prompt:
                 raise PromptTooLong(f"the last message is over {self._max_prompt} characters")

@@ -6,9 +6,10 @@ from dataclasses import asdict
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 
-from proxy.engine.inputs import ClientTool, ClientTools, ResponseFormat, RunOptions, StreamInput
+from proxy.engine.inputs import ClientTool, ClientTools, PromptPart, ResponseFormat, RunOptions, StreamInput
 from proxy.events import (
     Delta,
     End,
@@ -55,9 +56,13 @@ def decode_messages(raw: bytes | str) -> list[ModelMessage]:
     return ModelMessagesTypeAdapter.validate_json(raw)
 
 
+_PROMPT: TypeAdapter[str | list[PromptPart] | None] = TypeAdapter(str | list[PromptPart] | None)
+"""A prompt's parts: text stays a string, images become pydantic-ai's JSON of them."""
+
+
 def encode_input(request: StreamInput) -> dict[str, Any]:
     return {
-        "prompt": request.prompt,
+        "prompt": _PROMPT.dump_python(request.prompt, mode="json"),
         "history": orjson.loads(encode_messages(request.history)),
         "conversation_id": request.conversation_id,
         "new_conversation": request.new_conversation,
@@ -91,7 +96,7 @@ def decode_input(data: dict[str, Any]) -> StreamInput:
         )
     fmt = data.get("response_format")
     return StreamInput(
-        prompt=data["prompt"],
+        prompt=_PROMPT.validate_python(data["prompt"]),
         history=decode_messages(orjson.dumps(data["history"])),
         conversation_id=data["conversation_id"],
         new_conversation=data["new_conversation"],

@@ -9,6 +9,7 @@ from proxy.engine.inputs import (
     ChatMessage,
     ClientTool,
     ClientTools,
+    Image,
     ResponseFormat,
     RunOptions,
     chat_input,
@@ -29,6 +30,21 @@ def test_an_openai_request_with_tools_and_a_response_format_survives_encoding() 
         RunOptions(temperature=0.5, parallel_tool_calls=False),
         tools=ClientTools((ClientTool("f", {"type": "object"}, "does f", strict=True),), "required", "f"),
         response_format=ResponseFormat({"type": "object"}, "answer", strict=True),
+    )
+    assert decode_input(orjson.loads(orjson.dumps(encode_input(request)))) == request
+
+
+def test_a_request_with_images_in_its_prompt_and_history_survives_encoding() -> None:
+    call = FunctionCall("c1", "screenshot", "{}")
+    request = chat_input(
+        [
+            ChatMessage("user", ("see", Image(url="https://example.com/a.jpg"))),
+            ChatMessage("assistant", "", tool_calls=(call,)),
+            ChatMessage("tool", ("taken", Image(data=b"\x89PNG", media_type="image/png")), tool_call_id="c1"),
+            ChatMessage("user", ("and this", Image(data=b"GIF8", media_type="image/gif"))),
+        ],
+        False,
+        None,
     )
     assert decode_input(orjson.loads(orjson.dumps(encode_input(request)))) == request
 
