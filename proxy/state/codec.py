@@ -43,6 +43,9 @@ def decode_event(raw: bytes | str) -> Event:
     if cls is End:
         data["usage"] = Usage(**data["usage"])
         data.setdefault("text", None)
+        # Written by a version before `end.model`: during a rolling upgrade a replica of this one
+        # may resume a stream that an older one ended.
+        data.setdefault("model", "")
         if "tool_calls" in data:
             data["tool_calls"] = [FunctionCall(**call) for call in data["tool_calls"]]
     return cls(**data)

@@ -62,3 +62,19 @@ def test_an_end_with_tool_calls_survives_encoding() -> None:
         tool_calls=[FunctionCall("c1", "f", "{}")],
     )
     assert decode_event(encode_event(end)) == end
+
+
+def test_an_end_written_before_end_model_existed_still_resumes() -> None:
+    end = End(
+        stream_id="str_1",
+        finish_reason="stop",
+        text="hi",
+        attempts=1,
+        model="",
+        ttft_s=0.1,
+        duration_s=0.5,
+        conversation_id=None,
+    )
+    old = orjson.loads(encode_event(end))
+    del old["model"]
+    assert decode_event(orjson.dumps(old)) == end
