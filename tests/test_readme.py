@@ -28,6 +28,7 @@ BLOCK = re.compile(
     r"(?:<!-- not-run: (?P<reason>[^>]*?) -->\n[ \t]*)?```(?P<lang>sh|python)\n(?P<code>.*?)```", re.S
 )
 CONFIG_BLOCK = re.compile(r"<!-- check-config -->\n```toml\n(?P<code>.*?)```", re.S)
+LINK = re.compile(r"\]\((?!https?:|#)(?P<target>[^)#\s]+)[^)]*\)")
 DEMO_PORT = "8080"
 OTHER_PORTS = ("8081", "9100")
 """Ports the examples start servers of their own on; the test moves them to free ones."""
@@ -67,6 +68,12 @@ CONFIGS = [(f"{path.relative_to(ROOT)}:{line}", m["code"]) for path, line, m in 
 def test_reference_sections_are_current(path: Path) -> None:
     text = path.read_text()
     assert render(text) == text, f"run: .venv/bin/python -m proxy.config_reference {path.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.relative_to(ROOT).as_posix() for p in DOCS])
+def test_relative_links_point_at_files_of_the_repository(path: Path) -> None:
+    targets = [m["target"] for m in LINK.finditer(path.read_text())]
+    assert [t for t in targets if not (path.parent / t).exists()] == []
 
 
 def test_readme_starts_with_the_two_commands() -> None:
