@@ -30,6 +30,7 @@ from proxy.state.limits import MemoryLimitStore
 from proxy.state.redis import RedisState
 from proxy.state.redis_limits import RedisLimitStore
 from proxy.transports.ag_ui import AG_UI
+from proxy.transports.anthropic import AnthropicTransport
 from proxy.transports.cors import install_cors
 from proxy.transports.http import ARRIVED_AT, CALLER, MAX_BODY_BYTES, error_response
 from proxy.transports.openai import OpenAITransport
@@ -138,6 +139,7 @@ async def create_app(settings: Settings) -> web.Application:
     )
     openai = OpenAITransport(engine, observer, server.heartbeat_interval_s)
     responses = ResponsesTransport(engine, observer, server.heartbeat_interval_s)
+    anthropic = AnthropicTransport(engine, observer, server.heartbeat_interval_s)
     run = RunTransport(engine, observer)
     vercel_ai = ChatSSETransport(engine, observer, server.heartbeat_interval_s, VERCEL_AI)
     ag_ui = ChatSSETransport(engine, observer, server.heartbeat_interval_s, AG_UI)
@@ -160,6 +162,8 @@ async def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/responses", responses.create)
     app.router.add_get("/v1/responses/{response_id}", responses.get)
     app.router.add_delete("/v1/responses/{response_id}", responses.delete)
+    app.router.add_post("/v1/messages", anthropic.messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic.count_tokens)
     app.router.add_post("/v1/agents/{agent}/vercel-ai", vercel_ai.post)
     app.router.add_post("/v1/agents/{agent}/ag-ui", ag_ui.post)
     app.router.add_get("/v1/agents", _agents)

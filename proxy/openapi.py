@@ -21,6 +21,24 @@ SSE: Final = "text/event-stream"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
 
+_CONTENT = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
+_MESSAGES_FIELDS: Final[dict[str, Any]] = {
+    "model": {"type": "string", "description": "An agent's name or alias (`claude-sonnet-*`)"},
+    "messages": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {"role": {"enum": ["user", "assistant", "system"]}, "content": _CONTENT},
+        },
+    },
+    "system": _CONTENT,
+    "tools": {"type": "array", "items": {"type": "object"}},
+    "tool_choice": {"type": "object"},
+}
+"""The fields of Anthropic's Messages body that `count_tokens` takes too."""
+
 SCHEMAS: Final[dict[str, Any]] = {
     "Error": {
         "type": "object",
@@ -222,6 +240,57 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
         },
     },
+    "AnthropicError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "description": "Anthropic's Messages body; docs/protocol.md says what is taken and ignored.",
+        "properties": {
+            **_MESSAGES_FIELDS,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean"},
+            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "thinking": {"type": "object"},
+            "metadata": {"type": "object"},
+        },
+    },
+    "CountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": _MESSAGES_FIELDS,
+    },
+    "Message": {
+        "type": "object",
+        "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "model": {"type": "string"},
+            "content": {"type": "array", "items": {"type": "object"}},
+            "stop_reason": {"enum": ["end_turn", "max_tokens", "tool_use"]},
+            "stop_sequence": {"type": "null"},
+            "usage": {"type": "object"},
+        },
+    },
+    "TokenCount": {
+        "type": "object",
+        "required": ["input_tokens"],
+        "properties": {"input_tokens": {"type": "integer", "minimum": 1}},
+    },
     "TokenRequest": {
         "type": "object",
         "properties": {
@@ -276,6 +345,31 @@ _ERROR_TEXT: Final = {
     503: "Overloaded, draining, or the shared state is unavailable",
 }
 _STREAM_ERRORS: Final = (400, 401, 403, 404, 413, 415, 422, 429, 503)
+_ANTHROPIC_ERROR_TEXT: Final = {
+    400: "Bad request (`invalid_request_error`)",
+    401: "No valid key (`authentication_error`)",
+    403: "The key may not use this agent (`permission_error`)",
+    404: "Unknown model (`not_found_error`)",
+    413: "Body or prompt too large (`request_too_large`)",
+    429: "Over a limit of the key (`rate_limit_error`)",
+    500: "The upstream failed (`api_error`)",
+    504: "The upstream timed out (`timeout_error`)",
+    529: "The proxy or the upstream is overloaded or draining (`overloaded_error`)",
+}
+
+
+def _anthropic_errors(*statuses: int) -> dict[str, Any]:
+    """Anthropic's error shape; 429 and 529 say when to retry."""
+    out: dict[str, Any] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _ANTHROPIC_ERROR_TEXT[status],
+            "content": {JSON: {"schema": _ref("AnthropicError")}},
+        }
+        if status in (429, 529):
+            response["headers"] = {"retry-after": {"schema": {"type": "integer"}}}
+        out[str(status)] = response
+    return out
 
 
 def _body(schema: str, required: bool = True) -> dict[str, Any]:
@@ -333,6 +427,25 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                 "content": {JSON: {"schema": {"type": "object"}}, SSE: {"schema": {"type": "string"}}},
             },
             **_errors(400, 401, 403, 404, 413, 415, 429, 503, openai=True),
+        },
+    },
+    ("POST", "/v1/messages"): {
+        "summary": "Anthropic's Messages API (`model` = agent or alias) for Claude Code and Anthropic's SDKs",
+        "requestBody": _body("MessagesRequest"),
+        "responses": {
+            "200": {
+                "description": "A `message`, or its events from `message_start` to `message_stop`",
+                "content": {JSON: {"schema": _ref("Message")}, SSE: {"schema": {"type": "string"}}},
+            },
+            **_anthropic_errors(400, 401, 403, 404, 413, 429, 500, 504, 529),
+        },
+    },
+    ("POST", "/v1/messages/count_tokens"): {
+        "summary": "The input tokens of a Messages request (an estimate: docs/protocol.md)",
+        "requestBody": _body("CountTokensRequest"),
+        "responses": {
+            **_ok("The count", JSON, _ref("TokenCount")),
+            **_anthropic_errors(400, 401, 403, 404, 413),
         },
     },
     ("GET", "/v1/models"): {

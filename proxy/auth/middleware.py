@@ -24,6 +24,7 @@ from proxy.auth.tokens import TOKEN_PREFIX, TokenError, TokenSigner
 from proxy.engine import Engine
 from proxy.engine.refusals import ForbiddenAgent
 from proxy.errors import RequestError
+from proxy.transports.anthropic.errors import anthropic_error
 from proxy.transports.http import CALLER, error_response, read_json_object
 from proxy.transports.openai.errors import openai_error
 from proxy.transports.refusal_lines import REFUSAL_REASON
@@ -46,6 +47,8 @@ TOKEN_ROUTES: Final = frozenset(
 """(method, route) that accept a short-lived token, as `?token=` or as the bearer credential."""
 OPENAI_PATHS: Final = frozenset({"/v1/chat/completions", "/v1/models"})
 """Routes whose errors use OpenAI's shape."""
+ANTHROPIC_PATHS: Final = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+"""Routes whose errors use Anthropic's shape."""
 AUTH_FAILURE_REASONS: Final = (
     "missing", "invalid_key", "invalid_token", "expired_token", "key_in_url", "token_not_accepted",
 )  # fmt: skip
@@ -134,6 +137,8 @@ class Auth:
             request[REFUSAL_REASON] = exc.reason
             if route in OPENAI_PATHS:
                 response = openai_error(401, "unauthorized", exc.message)
+            elif route in ANTHROPIC_PATHS:
+                response = anthropic_error(401, exc.message)
             else:
                 response = error_response(RequestError(401, "unauthorized", exc.message))
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from proxy.events import Delta, End, Event
 
-Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui", "responses"]
+Transport = Literal["sse", "ws", "openai", "run", "vercel_ai", "ag_ui", "responses", "anthropic"]
 ANONYMOUS_KEY = "anonymous"
 """The `key` of streams without a key (`[auth] mode = "none"`)."""
 StreamOutcome = Literal[

@@ -48,4 +48,6 @@ class Playground:
         return self._file(name)
 
     async def root(self, request: web.Request) -> web.Response:
+        if request.method == "HEAD":
+            return web.Response()  # Claude Code checks its base URL with `HEAD /` and wants a 200
         raise web.HTTPFound("/playground")
