@@ -240,6 +240,61 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
         },
     },
+    "ResponsesRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "description": "OpenAI's Responses API body; docs/protocol.md says what is taken and ignored.",
+        "properties": {
+            "model": {"type": "string", "description": "An agent's name or alias"},
+            "input": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "description": "Messages, `function_call`, `function_call_output`, reasoning items",
+                        "items": {"type": "object"},
+                    },
+                ]
+            },
+            "instructions": {"type": ["string", "null"]},
+            "previous_response_id": {"type": ["string", "null"]},
+            "store": {"type": "boolean"},
+            "stream": {"type": "boolean"},
+            "tools": {
+                "type": "array",
+                "description": "Function tools go to the model; tools of other types are not offered",
+                "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}},
+            },
+            "tool_choice": {
+                "oneOf": [
+                    {"enum": ["none", "auto", "required"]},
+                    {
+                        "type": "object",
+                        "required": ["type", "name"],
+                        "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+                    },
+                ]
+            },
+            "parallel_tool_calls": {"type": "boolean"},
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+            "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "status", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+            "output": {"type": "array", "items": {"type": "object"}},
+            "usage": {"type": ["object", "null"]},
+        },
+    },
     "AnthropicError": {
         "type": "object",
         "required": ["type", "error"],
@@ -318,6 +373,7 @@ SCHEMAS: Final[dict[str, Any]] = {
 }
 
 _AGENT = {"name": "agent", "in": "path", "required": True, "schema": {"type": "string"}}
+_RESPONSE_ID = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _errors(*statuses: int, openai: bool = False) -> dict[str, Any]:
@@ -428,6 +484,27 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
             },
             **_errors(400, 401, 403, 404, 413, 415, 429, 503, openai=True),
         },
+    },
+    ("POST", "/v1/responses"): {
+        "summary": "OpenAI's Responses API (`model` = agent or alias)",
+        "requestBody": _body("ResponsesRequest"),
+        "responses": {
+            "200": {
+                "description": "A `response` object, or its semantic events ending in `response.completed`",
+                "content": {JSON: {"schema": _ref("Response")}, SSE: {"schema": {"type": "string"}}},
+            },
+            **_errors(400, 401, 403, 404, 413, 415, 429, 503, openai=True),
+        },
+    },
+    ("GET", "/v1/responses/{response_id}"): {
+        "summary": "A stored response of the caller's",
+        "parameters": [_RESPONSE_ID],
+        "responses": {**_ok("The response", JSON, _ref("Response")), **_errors(401, 404, 503, openai=True)},
+    },
+    ("DELETE", "/v1/responses/{response_id}"): {
+        "summary": "Delete a stored response of the caller's",
+        "parameters": [_RESPONSE_ID],
+        "responses": {**_ok("Deleted", JSON, {"type": "object"}), **_errors(401, 404, 503, openai=True)},
     },
     ("POST", "/v1/messages"): {
         "summary": "Anthropic's Messages API (`model` = agent or alias) for Claude Code and Anthropic's SDKs",

@@ -61,7 +61,9 @@ def _texts(value: object, param: str) -> list[str]:
         part = _object(raw, f"{param}[{i}]")
         kind = part.get("type")
         key = "refusal" if kind == "refusal" else "text"
-        if kind not in TEXT_PARTS and kind != "refusal":
+        if not isinstance(kind, str) or (
+            kind not in TEXT_PARTS and kind != "refusal"
+        ):  # a list is unhashable
             raise InvalidParam(f"{param}[{i}].type", f"content parts of type {kind!r} are not supported")
         texts.append(_string(part.get(key), f"{param}[{i}].{key}"))
     return texts
@@ -97,6 +99,8 @@ def _messages(value: object) -> list[ChatMessage]:
         param = f"input[{i}]"
         item = _object(raw, param)
         kind = item.get("type", "message")  # the Agents SDK sends messages without a `type`
+        if not isinstance(kind, str):
+            raise InvalidParam(f"{param}.type", "an input item's `type` must be a string")
         if kind == "message":
             out.append(_message(item, param))
         elif kind == "function_call":
