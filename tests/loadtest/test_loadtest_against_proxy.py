@@ -38,7 +38,7 @@ async def test_mock_in_stream_errors_and_drops_are_counted_by_kind(mock: MockSer
     assert failing.errors == {"http_503": 2}
 
 
-@pytest.mark.parametrize("target", ["sse", "ws", "openai"])
+@pytest.mark.parametrize("target", ["sse", "ws", "openai", "responses"])
 async def test_every_proxy_transport_streams_under_load(
     mock: MockServer, make_proxy: ProxyFactory, target: Target
 ) -> None:
@@ -72,3 +72,15 @@ async def test_proxy_retries_show_up_as_retry_events(mock: MockServer, make_prox
     assert result.ok == 2
     # The first request met the injected failure and was retried; the second went through.
     assert [r.retries for r in result.records] == [1, 0]
+
+
+async def test_the_responses_target_counts_a_failed_response_by_its_code(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    settings = settings_for(mock, {"a": "m?chunks=4&fault=drop&after=2"}, retry={"max_attempts": 1})
+    proxy = await make_proxy(settings)
+    result = await run_load(
+        LoadConfig(url=proxy.url, target="responses", agent="a", requests=2, timeout_s=10.0)
+    )
+    assert result.errors == {"server_error": 2}
+    assert all(r.chunks == 2 for r in result.records)

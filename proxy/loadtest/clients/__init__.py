@@ -1,4 +1,5 @@
-"""Wire clients, one per target (SSE events, WebSocket frames, OpenAI chunks), that time every event."""
+"""Wire clients, one per target (SSE events, WebSocket frames, OpenAI chunks, Responses events),
+that time every event."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import aiohttp
 
 from proxy.loadtest.clients.base import CONTENT_EVENTS, WireClient, classify, handle_event
 from proxy.loadtest.clients.openai import OpenAIClient
+from proxy.loadtest.clients.responses import ResponsesClient
 from proxy.loadtest.clients.sse import SseClient
 from proxy.loadtest.clients.ws import WsClient
 from proxy.loadtest.config import LoadConfig
@@ -13,6 +15,7 @@ from proxy.loadtest.config import LoadConfig
 __all__ = [
     "CONTENT_EVENTS",
     "OpenAIClient",
+    "ResponsesClient",
     "SseClient",
     "WireClient",
     "WsClient",
@@ -27,4 +30,6 @@ def make_client(config: LoadConfig, session: aiohttp.ClientSession) -> WireClien
         return SseClient(config, session)
     if config.target == "ws":
         return WsClient(config, session)
+    if config.target == "responses":
+        return ResponsesClient(config, session)
     return OpenAIClient(config, session)
