@@ -54,3 +54,12 @@ async def run_node(script: str, args: dict[str, Any], timeout: float = 60) -> An
             await process.wait()
     assert process.returncode == 0, f"{script} failed:\n{stderr.decode()}"
     return orjson.loads(stdout)
+
+
+def claude_code() -> Path:
+    """The pinned Claude Code binary of `tests/js/` (its npm package ships it)."""
+    node()
+    path = JS_DIR / "node_modules" / ".bin" / "claude"
+    if not path.exists():
+        _missing(f"Claude Code is not installed: run `npm ci` in {JS_DIR}")
+    return path
