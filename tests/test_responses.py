@@ -101,10 +101,10 @@ async def test_the_sdks_stream_helper_gets_its_final_response(
     assert final.output_text == "".join(texts) == "tok0 tok1 tok2 tok3"
 
 
-async def test_instructions_and_developer_messages_reach_the_model_as_the_system_prompt(
+async def test_instructions_and_developer_messages_are_added_to_the_agents_instructions(
     mock: MockServer, make_proxy: ProxyFactory
 ) -> None:
-    agents = {"a": {"model": "m?chunks=1", "instructions": "Be brief.", "allow_system_messages": True}}
+    agents = {"a": {"model": "m?chunks=1", "instructions": "Be brief."}}
     proxy = await make_proxy(settings_for(mock, agents))
     items: Any = [
         {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Use bash."}]},

@@ -92,7 +92,7 @@ def items(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 async def test_codex_exec_answers_a_prompt_through_the_proxy(
     mock: MockServer, make_proxy: ProxyFactory, tmp_path: Path
 ) -> None:
-    agents = {"coder": {"model": "m?chunks=3", "aliases": ["gpt-5*"], "allow_system_messages": True}}
+    agents = {"coder": {"model": "m?chunks=3", "aliases": ["gpt-5*"]}}
     proxy = await make_proxy(settings_for(mock, agents))
     home = codex_home(tmp_path, f"{proxy.url}/v1", "gpt-5-codex")
     events = await codex_exec(home, tmp_path, "say hi")

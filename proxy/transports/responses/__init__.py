@@ -7,6 +7,8 @@ heartbeats as SSE comments. As on the chat completions endpoint, the engine runs
 `mid_stream = "fail"`: retries are invisible before the first text, and a failure ends the stream
 with `response.failed`, never `response.completed` with partial text. Calls of the client's function
 tools come back as `function_call` output items; their results come in the next request's `input`.
+The client's `instructions` and `system`/`developer` messages are its system prompt, added to the
+agent's instructions (DESIGN 13).
 With `store` (OpenAI's default) the conversation after the response is kept in the conversation
 store under the response's id, owned by the caller's key, for `previous_response_id`. Errors use
 OpenAI's shape (`proxy/transports/openai/errors.py`).

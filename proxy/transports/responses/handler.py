@@ -72,6 +72,7 @@ class ResponsesTransport:
                 caller=request.get(CALLER),
                 previous=parsed.previous_response_id,
                 store_as=response_id if parsed.store else None,
+                client_system=True,
             )
         except (RequestError, Refused) as exc:
             return _refused(exc)
