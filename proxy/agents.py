@@ -20,7 +20,7 @@ from pydantic_ai.models import Model, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.settings import ModelSettings
 
-from proxy.config import MCPServerSettings, Settings, TimeoutSettings
+from proxy.config import MCPServerSettings, Settings, TimeoutSettings, one_line
 from proxy.engine.runtime import AgentRegistry, AgentRuntime, ModelChoice
 from proxy.loop_lag import LoopLag
 from proxy.structured import SchemaOutput, load_schema
@@ -37,10 +37,19 @@ _ENV_NAME = re.compile(r"`([A-Z][A-Z0-9_]*)`")
 
 def check_models_and_secrets(settings: Settings) -> tuple[list[str], list[str]]:
     """`key: problem` lines that validation cannot find, without building anything that connects:
-    (models that cannot be built, secrets whose environment variables are unset). `check-config`
-    reports the secrets as warnings, so that CI can check a config without them; `serve` refuses."""
-    unbuildable: list[str] = []
+    (models that cannot be built and secrets that are set but unusable, secrets whose environment
+    variables are unset). `check-config` reports the unset ones as warnings, so that CI can check a
+    config without them; `serve` refuses both."""
+    problems: list[str] = []
     unset: list[str] = []
+    state = settings.state
+    if state.backend == "redis" and not os.environ.get(state.redis_url_env):
+        unset.append(f'state.redis_url_env: {state.redis_url_env} is not set (for backend = "redis")')
+    auth = settings.auth
+    if auth.token_secret_env is not None and not os.environ.get(auth.token_secret_env):
+        unset.append(f"auth.token_secret_env: {auth.token_secret_env} is not set")
+    if (short := auth.short_token_secret()) is not None:
+        problems.append(short)
     for name, upstream in settings.upstreams.items():
         if upstream.api_key_env and not os.environ.get(upstream.api_key_env):
             unset.append(f"upstreams.{name}.api_key_env: {upstream.api_key_env} is not set")
@@ -61,8 +70,8 @@ def check_models_and_secrets(settings: Settings) -> tuple[list[str], list[str]]:
                 if missing := [v for v in _ENV_NAME.findall(str(exc)) if not os.environ.get(v)]:
                     unset.append(f"agents.{agent}.{key}: {', '.join(missing)} is not set (for {model!r})")
                 else:
-                    unbuildable.append(f"agents.{agent}.{key}: cannot build model {model!r}: {exc}")
-    return unbuildable, unset
+                    problems.append(one_line(f"agents.{agent}.{key}: cannot build model {model!r}: {exc}"))
+    return problems, unset
 
 
 def _model_settings() -> ModelSettings:

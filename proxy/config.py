@@ -7,11 +7,13 @@ that silently does nothing. `load_settings` turns every problem into `ConfigErro
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self, cast, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -22,11 +24,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from proxy.auth.keys import KeysFileError, load_keys_file
-from proxy.auth.settings import AuthSettings, KeySettings, duplicate_key_problems, exposure_problem
+from proxy.auth.settings import (
+    AuthSettings,
+    KeySettings,
+    VariableName,
+    duplicate_key_problems,
+    exposure_problem,
+)
 from proxy.observability.settings import ObservabilitySettings
 from proxy.structured import SchemaLoadError, load_schema
 
@@ -111,7 +119,7 @@ class StateSettings(Section):
 
     backend: Literal["memory", "redis"] = "memory"
     """`memory`: this process only (one worker); `redis`: shared by every worker and replica."""
-    redis_url_env: str = "AGENT_PROXY_REDIS_URL"
+    redis_url_env: VariableName = "AGENT_PROXY_REDIS_URL"
     """The environment variable holding the Redis URL (`redis://host:6379/0`)."""
     key_prefix: str = "agent-proxy:"
     """Prefix of every Redis key, so that several proxies can share one Redis."""
@@ -132,18 +140,22 @@ class ResumeSettings(Section):
     """How long a stream's events stay resumable after its `end`."""
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 class UpstreamSettings(Section):
     base_url: str
     """OpenAI-compatible base URL, e.g. `http://127.0.0.1:9100/v1`."""
-    api_key_env: str | None = None
+    api_key_env: VariableName | None = None
     """Name of the environment variable that holds the API key (never the key itself)."""
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _http_url(value).rstrip("/")
 
 
 class MCPServerSettings(Section):
@@ -156,13 +168,26 @@ class MCPServerSettings(Section):
     env: dict[str, str] = Field(default_factory=dict)
     """Stdio: environment for the program (besides PATH)."""
     cwd: str | None = None
-    """Stdio: its working directory."""
+    """Stdio: its working directory (a relative path starts at the config file's directory)."""
     url: str | None = None
     """Streamable HTTP: the server's URL, e.g. `http://127.0.0.1:8765/mcp`."""
-    headers_env: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, VariableName] = Field(default_factory=dict)
     """Streamable HTTP: header name -> environment variable holding its value."""
     timeout_s: float = Field(30.0, gt=0)
     """Longest a tool call or the connection may take."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Else the MCP client takes a string that is not a URL for a script to run.
+        return value if value is None else _http_url(value)
+
+    @field_validator("cwd")
+    @classmethod
+    def _directory(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_dir():
+            raise ValueError(f"no directory {value}")
+        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSettings:
@@ -183,7 +208,8 @@ class AgentSettings(Section):
     max_tool_calls: int = Field(16, ge=0)
     """Tool calls one stream may make."""
     output_schema: dict[str, Any] | str | None = None
-    """Structured output: an inline JSON Schema (a TOML table) or the path of a JSON file."""
+    """Structured output: an inline JSON Schema (a TOML table) or the path of a JSON file (a relative
+    path starts at the config file's directory)."""
     output_name: str = "output"
     """The name the model sees for the structured output."""
     mcp_servers: list[str] = Field(default_factory=list)
@@ -198,6 +224,22 @@ class AgentSettings(Section):
     """Overrides of `[retry]` for this agent."""
     timeouts: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `[timeouts]` for this agent."""
+
+    @field_validator("output_schema", mode="before")
+    @classmethod
+    def _table_or_path(cls, value: Any) -> Any:
+        # Else pydantic reports each member of the union, at keys such as `output_schema.str`.
+        if value is not None and not isinstance(value, dict | str):
+            raise ValueError("must be a table (an inline JSON Schema) or a string (a JSON file's path)")
+        return value
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _server_names(cls, value: Any) -> Any:
+        # An inline server (`[{ url = "…" }]`) is a likely mistake; say where a server is defined.
+        if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            raise ValueError("must be names of [mcp_servers.NAME] tables, each of which defines a server")
+        return value
 
 
 class Settings(BaseSettings):
@@ -239,7 +281,7 @@ class Settings(BaseSettings):
     def _check_references(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         # On the raw data, so that these problems come in the same report as the fields' own.
         problems = [
-            InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc, input=None)
+            _detail(loc, message)
             for loc, message in _reference_problems(data if isinstance(data, dict) else {})
         ]
         try:
@@ -248,33 +290,42 @@ class Settings(BaseSettings):
             # ErrorDetails carry the same keys as InitErrorDetails, plus `msg` and `url` (ignored).
             fields = cast(list[InitErrorDetails], exc.errors())
             raise ValidationError.from_exception_data(cls.__name__, [*fields, *problems]) from None
+        problems.extend(_problem(line) for line in settings._auth_problems())
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return settings
 
-    @model_validator(mode="after")
-    def _check_auth(self) -> Settings:
+    def _auth_problems(self) -> list[str]:
+        """`key: problem` lines about `[auth]` that need the other sections (agents, host)."""
         problems = list(self.auth.problems())
         if self.auth.keys_file is not None:
             try:
                 file_keys = load_keys_file(self.auth.keys_file, self.agents)
             except KeysFileError as exc:
-                problems.append(f"auth.keys_file: {exc}")
+                problems.extend(f"auth.keys_file: {line}" for line in str(exc).splitlines())
             else:
                 problems.extend(duplicate_key_problems([*self.auth.keys, *file_keys], "auth.keys_file"))
         problems.extend(unknown_agent_problems(self.auth.keys, self.agents, "auth.keys"))
         exposed = exposure_problem(self.server.host, self.auth)
         if exposed is not None:
             problems.append(exposed)
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        return problems
 
     def retry_for(self, agent: str) -> RetrySettings:
         return self.retry.model_copy(update=self.agents[agent].retry)
 
     def timeouts_for(self, agent: str) -> TimeoutSettings:
         return self.timeouts.model_copy(update=self.agents[agent].timeouts)
+
+
+def _detail(loc: tuple[str, ...], message: str) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc, input=None)
+
+
+def _problem(line: str) -> InitErrorDetails:
+    """A `dotted.key: problem` line as an error at that key (so that its source can be blamed)."""
+    key, _, message = line.partition(": ")
+    return _detail(tuple(key.split(".")), message)
 
 
 def _reference_problems(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
@@ -291,15 +342,14 @@ def _reference_problems(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str
     for name, agent in agents.items():
         if not isinstance(agent, dict):
             continue
-        fallbacks = agent.get("fallback_models")
-        for key, model in [("model", agent.get("model")), *(("fallback_models", m) for m in fallbacks or ())]:
+        fallbacks = _list(agent.get("fallback_models"))
+        for key, model in [("model", agent.get("model")), *(("fallback_models", m) for m in fallbacks)]:
             if isinstance(model, str) and not model.strip():
                 problems.append((("agents", name, key), "must not be empty"))
-        servers = agent.get("mcp_servers")
         problems.extend(
             (("agents", name, "mcp_servers"), f"no [mcp_servers.{server}]")
-            for server in (servers if isinstance(servers, list) else ())
-            if server not in known_servers
+            for server in _list(agent.get("mcp_servers"))
+            if isinstance(server, str) and server not in known_servers
         )
         schema = agent.get("output_schema")
         if isinstance(schema, dict | str):
@@ -315,9 +365,14 @@ def _reference_problems(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str
                 section.model_validate(overrides)
             except ValidationError as exc:
                 problems.extend(
-                    (("agents", name, key, *(str(p) for p in e["loc"])), e["msg"]) for e in exc.errors()
+                    (("agents", name, key, *(str(p) for p in e["loc"])), _message(e, section))
+                    for e in exc.errors()
                 )
     return problems
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def unknown_agent_problems(keys: Sequence[KeySettings], agents: Iterable[str], where: str) -> list[str]:
@@ -339,12 +394,78 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _environment_paths() -> dict[tuple[str, ...], str]:
-    """The settings path each `AGENT_PROXY_A__B` variable sets -> the variable's name."""
-    return {
+    """The settings path each `AGENT_PROXY_A__B` variable sets -> the variable's name (only the
+    variables that pydantic-settings reads: those whose table is a setting)."""
+    paths = {
         tuple(name[len(ENV_PREFIX) :].lower().split("__")): name
         for name in os.environ
-        if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_ENV
+        if name.upper().startswith(ENV_PREFIX)
     }
+    return {path: name for path, name in paths.items() if path[0] in Settings.model_fields}
+
+
+_PLAIN = {
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "list_type": "must be an array",
+    "missing": "is required",
+}
+"""Messages in TOML's words for pydantic's shape errors ("a valid dictionary or instance of ...")."""
+
+
+def _message(err: ErrorDetails, model: type[BaseModel]) -> str:
+    """`err` (its `loc` inside `model`) as a config file's reader understands it."""
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        return _unknown_key(key, _keys_at(model, err["loc"][:-1]))
+    return _PLAIN.get(err["type"], err["msg"].removeprefix("Value error, "))
+
+
+def _unknown_key(key: str, known: Sequence[str]) -> str:
+    """The message for an unknown `key`: the closest of `known`, else all of them."""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key (did you mean `{close[0]}`?)"
+    return f"unknown key (known: {', '.join(known)})" if known else "unknown key"
+
+
+def _keys_at(annotation: Any, loc: Sequence[int | str]) -> list[str]:
+    """The keys that the table at `loc` (under a value of type `annotation`) may hold."""
+    found = _type_at(annotation, loc)
+    models = [t for t in (found, *get_args(found)) if _is_model(t)]
+    return list(models[0].model_fields) if models else []
+
+
+def _type_at(annotation: Any, loc: Sequence[int | str]) -> Any:
+    """The type of the value at `loc` under a value of type `annotation` (None: no such key)."""
+    if not loc:
+        return annotation
+    if _is_model(annotation):
+        field = annotation.model_fields.get(str(loc[0]))
+        return _type_at(field.annotation, loc[1:]) if field is not None else None
+    args = get_args(annotation)
+    if get_origin(annotation) in (dict, list):
+        return _type_at(args[-1], loc[1:])
+    # `X | None`: the value is an X
+    return next((found for arg in args if (found := _type_at(arg, loc)) is not None), None)
+
+
+def _is_structured(annotation: Any) -> bool:
+    """Whether a value of this type is a table or an array (which the environment gives as JSON)."""
+    return any(get_origin(t) in (dict, list) or _is_model(t) for t in (annotation, *get_args(annotation)))
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(problem: str) -> str:
+    """`problem` with its line breaks escaped: one problem is one line, whatever a value in it holds."""
+    return problem.translate(_LINE_BREAKS)
 
 
 def _format(source: str, exc: ValidationError) -> str:
@@ -355,9 +476,9 @@ def _format(source: str, exc: ValidationError) -> str:
         loc = tuple(str(part) for part in err["loc"])
         blamed = source
         for path, variable in from_env.items():
-            if loc[: len(path)] == path or path[: len(loc)] == loc:
+            if loc and (loc[: len(path)] == path or path[: len(loc)] == loc):
                 blamed = variable
-        lines.append(f"{blamed}: {_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
+        lines.append(f"{blamed}: {_loc(err['loc'])}: {one_line(_message(err, Settings))}")
     return "\n".join(lines)
 
 
@@ -396,15 +517,95 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
     if path is None:
-        try:
-            return demo_settings()
-        except ValidationError as exc:
-            raise ConfigError(_format("environment", exc)) from exc
-    data = read_toml(path)
+        source, data = "environment", None
+    else:
+        source, data = str(path), read_toml(path)
+        _anchor_paths(data, Path(os.path.abspath(path)).parent)  # `..` is the file's, not a link's
     try:
-        return Settings(**data)
+        return demo_settings() if data is None else Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format(str(path), exc)) from exc
+        raise ConfigError(_format(source, exc)) from exc
+    except SettingsError as exc:  # pydantic-settings could not parse a variable's JSON
+        raise ConfigError("\n".join(_unparsed_variables()) or str(exc)) from exc
+
+
+def _unparsed_variables() -> list[str]:
+    """`VARIABLE: key: problem` for each variable that sets a table or an array with no valid JSON."""
+    lines = []
+    for path, variable in _environment_paths().items():
+        if _is_structured(_type_at(Settings, path)):
+            try:
+                json.loads(os.environ[variable])
+            except ValueError as exc:
+                lines.append(
+                    f"{variable}: {'.'.join(path)}: must be JSON (it sets a table or an array): {exc}"
+                )
+    return lines
+
+
+def _anchor_paths(data: dict[str, Any], directory: Path) -> None:
+    """Make the file's relative paths (`auth.keys_file`, `agents.*.output_schema`, `mcp_servers.*.cwd`)
+    relative to its `directory`, so that the file means the same from any working directory. Values
+    from the environment are not the file's: they stay relative to the working directory."""
+
+    def anchor(table: Any, key: str) -> None:
+        if isinstance(table, dict) and isinstance(value := table.get(key), str) and value:
+            table[key] = str(directory / value)  # an absolute value stays as it is
+
+    anchor(data.get("auth"), "keys_file")
+    for section, key in (("agents", "output_schema"), ("mcp_servers", "cwd")):
+        tables = data.get(section)
+        for table in tables.values() if isinstance(tables, dict) else ():
+            anchor(table, key)
+
+
+def unused_environment(settings: Settings) -> list[str]:
+    """`VARIABLE: problem` lines for the `AGENT_PROXY_*` variables that set nothing: neither a
+    setting (pydantic-settings ignores a table it does not know) nor a secret the config names."""
+    named = {CONFIG_ENV, *_named_variables(settings)}
+    lines = []
+    for variable in sorted(os.environ):
+        table = variable[len(ENV_PREFIX) :].split("__")[0].lower()
+        if not variable.upper().startswith(ENV_PREFIX) or table in Settings.model_fields:
+            continue
+        if variable.upper() in named:
+            continue
+        close = difflib.get_close_matches(variable.upper(), _setting_variables(settings), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{variable}: sets no setting and is not named by the config{hint}")
+    return lines
+
+
+def _setting_variables(settings: Settings) -> list[str]:
+    """The variables that set a key: `AGENT_PROXY_TABLE__KEY`, `AGENT_PROXY_TABLE__NAME__KEY`."""
+    names = []
+    for table, field in Settings.model_fields.items():
+        value = getattr(settings, table)
+        named = isinstance(value, dict)
+        tables = [f"{table}__{name}" for name in value] if named else [table]
+        keys = _keys_at(field.annotation, ["NAME"] if named else [])
+        names += [f"{ENV_PREFIX}{t}__{k}".upper() for t in tables for k in keys] or [
+            f"{ENV_PREFIX}{table}".upper()
+        ]
+    return names
+
+
+def _named_variables(value: Any) -> Iterable[str]:
+    """The variables a config names for its secrets: the values of every `*_env` key, upper-cased."""
+    if isinstance(value, BaseModel):
+        for key in type(value).model_fields:
+            item = getattr(value, key)
+            if key.endswith("_env"):
+                yield from (
+                    v.upper()
+                    for v in (item.values() if isinstance(item, dict) else [item])
+                    if isinstance(v, str)
+                )
+            else:
+                yield from _named_variables(item)
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _named_variables(item)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -415,3 +616,5 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except ValueError as exc:  # a NUL in the path, or bytes that are not UTF-8
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc

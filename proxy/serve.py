@@ -17,7 +17,7 @@ from proxy.agents import check_models_and_secrets
 from proxy.app import create_app, drain
 from proxy.auth.middleware import AUTH
 from proxy.auth.settings import exposure_problem
-from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from proxy.config import CONFIG_ENV, ConfigError, Settings, load_settings, unused_environment
 from proxy.observability.stream_log import configure_logging
 from proxy.open_files import raise_open_files, streams_that_fit
 from proxy.transports.server import ProxyRunner
@@ -130,9 +130,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     # Serving with a secret missing would send requests that can only fail (`Bearer ` with no key).
-    unbuildable, unset = check_models_and_secrets(settings)
-    if unbuildable or unset:
-        _invalid(args.config or os.environ.get(CONFIG_ENV) or "configuration", unbuildable + unset)
+    problems, unset = check_models_and_secrets(settings)
+    if problems or unset:
+        _invalid(args.config or os.environ.get(CONFIG_ENV) or "configuration", problems + unset)
         return 2
     settings = _with_flags(settings, args)
     exposed = exposure_problem(settings.server.host, settings.auth)
@@ -141,6 +141,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     observability = settings.observability
     configure_logging(observability.log_level, args.log_format or observability.log_format)
+    if not args.worker:  # the parent has said it
+        for line in unused_environment(settings):
+            log.warning(line)
     server = settings.server
     if server.workers > 1 and settings.state.backend == "memory":
         log.error(
@@ -208,11 +211,13 @@ def run_check_config(args: argparse.Namespace) -> int:
     settings = _load(args.file)
     if settings is None:
         return 2
-    unbuildable, unset = check_models_and_secrets(settings)
+    problems, unset = check_models_and_secrets(settings)
     for line in unset:
         print(f"{args.file}: warning: {line}", file=sys.stderr)
-    if unbuildable:
-        _invalid(args.file, unbuildable)
+    for line in unused_environment(settings):
+        print(f"warning: {line}", file=sys.stderr)
+    if problems:
+        _invalid(args.file, problems)
         return 2
     print(f"{args.file}: OK ({len(settings.agents)} agents: {', '.join(sorted(settings.agents))})")
     return 0

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from proxy.auth.keys import hash_key
+from proxy.cli import main
 from proxy.config import ConfigError, load_settings
 from proxy.mock_upstream import MockServer
 from tests.conftest import ProxyFactory
+from tests.serving import serve
 from tests.support import post_stream
 
 GOOD = """
@@ -73,7 +78,21 @@ def test_no_config_is_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     ("text", "expected"),
     [
         ("[server]\nport = 'x'\n[agents.a]\nmodel='m'", "server.port: Input should be a valid integer"),
-        ("[server]\nprot = 1\n[agents.a]\nmodel='m'", "server.prot: Extra inputs are not permitted"),
+        ("[server]\nprot = 1\n[agents.a]\nmodel='m'", "server.prot: unknown key (did you mean `port`?)"),
+        ("[agent.a]\nmodel='m'", "agent: unknown key (did you mean `agents`?)"),
+        (
+            "[agents.a]\nmodel='m'\nretry = { max_attempt = 2 }",
+            "agents.a.retry.max_attempt: unknown key (did you mean `max_attempts`?)",
+        ),
+        ("[server]\nxyzzy = 1\n[agents.a]\nmodel='m'", "server.xyzzy: unknown key (known: host, port, "),
+        ("server = 1\n[agents.a]\nmodel='m'", "server: must be a table"),
+        ("[agents.a]\nmodel='m'\nfallback_models = 'x'", "agents.a.fallback_models: must be an array"),
+        ("[upstreams.u]\n[agents.a]\nmodel='m'", "upstreams.u.base_url: is required"),
+        (
+            "[agents.a]\nmodel='m'\nmcp_servers = [{ url = 'http://127.0.0.1:1/mcp' }]",
+            "agents.a.mcp_servers: must be names of [mcp_servers.NAME] tables",
+        ),
+        ("[agents.a]\nmodel='m'\noutput_schema = 3", "agents.a.output_schema: must be a table (an inline"),
         (
             "[retry]\nmid_stream = 'maybe'\n[agents.a]\nmodel='m'",
             "retry.mid_stream: Input should be 'restart' or 'fail'",
@@ -154,7 +173,7 @@ def test_errors_from_the_environment_name_the_variable(
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     lines = str(info.value).splitlines()
-    assert "AGENT_PROXY_SERVER__PROT: server.prot: Extra inputs are not permitted" in lines
+    assert "AGENT_PROXY_SERVER__PROT: server.prot: unknown key (did you mean `port`?)" in lines
     assert any(line.startswith("AGENT_PROXY_RETRY__MAX_ATTEMPTS: retry.max_attempts: ") for line in lines)
     assert not any(line.startswith(str(path)) for line in lines), lines
 
@@ -191,10 +210,16 @@ fallback_models = ["keyless:m", "openai-chat:gpt-4o-mini", "nonsense-provider:x"
 """
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "TEST_UNSET_LOCAL_KEY")}
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`agent-proxy ARGS` with `env` and none of the variables the tests leave unset or set."""
+    unset = ("OPENAI_API_KEY", "TEST_UNSET_LOCAL_KEY")
+    base = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("AGENT_PROXY_")}
     return subprocess.run(
-        [sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "proxy.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **env},
     )
 
 
@@ -222,3 +247,155 @@ def test_serve_refuses_an_upstream_whose_key_variable_is_unset(tmp_path: Path) -
     serve = run_cli("serve", "--port", "0", "--config", str(path))
     assert serve.returncode == 2
     assert f"{path}: upstreams.local.api_key_env: TEST_UNSET_LOCAL_KEY is not set" in serve.stderr
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: list[str]
+
+
+Run = Callable[..., Ran]
+
+
+@pytest.fixture
+def agent_proxy(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """`agent-proxy ARGS` as `run_cli` runs it, in this process: `cli.main` with `env` set."""
+
+    def run(*args: str, **env: str) -> Ran:
+        with monkeypatch.context() as patch:
+            for name in os.environ:
+                if name.startswith("AGENT_PROXY_") or name in ("OPENAI_API_KEY", "TEST_UNSET_LOCAL_KEY"):
+                    patch.delenv(name)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            code = main(list(args))
+        out, err = capsys.readouterr()
+        return Ran(code, out, err.splitlines())
+
+    return run
+
+
+def test_a_list_of_tables_for_mcp_servers_is_one_line_not_a_traceback(
+    tmp_path: Path, agent_proxy: Run
+) -> None:
+    path = write(tmp_path, "[agents.a]\nmodel = 'test'\nmcp_servers = [{ url = 'http://127.0.0.1:1/mcp' }]\n")
+    for command in (["check-config", str(path)], ["serve", "--port", "0", "--config", str(path)]):
+        result = agent_proxy(*command)
+        assert result.code == 2
+        assert result.err == [
+            "invalid configuration:",
+            f"{path}: agents.a.mcp_servers: must be names of [mcp_servers.NAME] tables, each of which "
+            "defines a server",
+        ]
+
+
+def test_redis_without_its_url_is_a_warning_of_check_config_and_serve_refuses_before_serving(
+    tmp_path: Path, agent_proxy: Run
+) -> None:
+    path = write(tmp_path, "[state]\nbackend = 'redis'\n[agents.a]\nmodel = 'test'\n")
+    problem = 'state.redis_url_env: AGENT_PROXY_REDIS_URL is not set (for backend = "redis")'
+    check = agent_proxy("check-config", str(path))
+    assert check.code == 0, check.err
+    assert f"{path}: warning: {problem}" in check.err
+    for workers in ("1", "2"):
+        serve = agent_proxy("serve", "--port", "0", "--workers", workers, "--config", str(path))
+        assert serve.code == 2
+        assert serve.err == ["invalid configuration:", f"{path}: {problem}"]
+
+
+def test_an_unset_token_secret_is_a_warning_like_other_secrets_and_a_short_one_an_error(
+    tmp_path: Path, agent_proxy: Run
+) -> None:
+    path = write(tmp_path, "[auth]\ntoken_secret_env = 'TEST_TOKEN_SECRET'\n[agents.a]\nmodel = 'test'\n")
+    unset = agent_proxy("check-config", str(path))
+    assert unset.code == 0, unset.err
+    assert f"{path}: warning: auth.token_secret_env: TEST_TOKEN_SECRET is not set" in unset.err
+    serve = agent_proxy("serve", "--port", "0", "--config", str(path))
+    assert serve.code == 2
+    assert f"{path}: auth.token_secret_env: TEST_TOKEN_SECRET is not set" in serve.err
+    short = agent_proxy("check-config", str(path), TEST_TOKEN_SECRET="short")
+    assert short.code == 2
+    assert (
+        f"{path}: auth.token_secret_env: the environment variable TEST_TOKEN_SECRET must hold a secret of "
+        "at least 32 characters" in short.err
+    )
+
+
+def test_a_missing_keys_file_is_blamed_on_the_file_not_on_a_secret_variable(
+    tmp_path: Path, agent_proxy: Run
+) -> None:
+    path = write(
+        tmp_path,
+        "[auth]\nmode = 'keys'\nkeys_file = 'keys.toml'\ntoken_secret_env = 'AGENT_PROXY_TOKEN_SECRET'\n"
+        "[agents.a]\nmodel = 'test'\n",
+    )
+    check = agent_proxy("check-config", str(path), AGENT_PROXY_TOKEN_SECRET="s" * 32)
+    assert check.code == 2
+    assert check.err == [
+        "invalid configuration:",
+        f"{path}: auth.keys_file: {tmp_path / 'keys.toml'}: cannot read: No such file or directory",
+    ]
+
+
+def test_relative_paths_start_at_the_config_files_directory_wherever_it_is_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent_proxy: Run
+) -> None:
+    config = tmp_path / "config"
+    (config / "schemas").mkdir(parents=True)
+    (config / "tools").mkdir()
+    (config / "schemas" / "person.json").write_text(
+        '{"type": "object", "properties": {"n": {"type": "string"}}}'
+    )
+    (config / "keys.toml").write_text(f'[[keys]]\nname = "team"\nsha256 = "{hash_key("k")}"\n')
+    path = config / "proxy.toml"
+    path.write_text(
+        "[auth]\nmode = 'keys'\nkeys_file = 'keys.toml'\n"
+        "[mcp_servers.files]\ncommand = 'python'\ncwd = 'tools'\n"
+        "[agents.a]\nmodel = 'test'\noutput_schema = 'schemas/person.json'\nmcp_servers = ['files']\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    check = agent_proxy("check-config", "../config/proxy.toml")
+    assert check.code == 0, check.err
+    assert "OK (1 agents: a)" in check.out
+    (elsewhere / "keys.toml").write_text((config / "keys.toml").read_text())
+    settings = load_settings("../config/proxy.toml")
+    assert settings.mcp_servers["files"].cwd == str(config / "tools")
+    assert settings.agents["a"].output_schema == str(config / "schemas" / "person.json")
+    assert settings.auth.keys_file == str(config / "keys.toml")
+    # A value from the environment is the shell's: relative to the working directory.
+    monkeypatch.setenv("AGENT_PROXY_AUTH__KEYS_FILE", "keys.toml")
+    assert load_settings("../config/proxy.toml").auth.keys_file == "keys.toml"
+
+
+TYPO = (
+    "AGENT_PROXY_SERVR__PORT: sets no setting and is not named by the config "
+    "(did you mean AGENT_PROXY_SERVER__PORT?)"
+)
+
+
+def test_a_variable_that_sets_nothing_is_a_warning_with_the_closest_name(
+    tmp_path: Path, agent_proxy: Run
+) -> None:
+    path = write(
+        tmp_path, "[auth]\ntoken_secret_env = 'AGENT_PROXY_TOKEN_SECRET'\n[agents.a]\nmodel = 'test'\n"
+    )
+    check = agent_proxy(
+        "check-config",
+        str(path),
+        AGENT_PROXY_SERVR__PORT="9000",
+        AGENT_PROXY_TOKEN_SECRET="s" * 32,  # named by the config
+        AGENT_PROXY_REDIS_URL="redis://127.0.0.1:1/0",  # the default name of [state] redis_url_env
+    )
+    assert check.code == 0, check.err
+    assert check.err == [f"warning: {TYPO}"]
+
+
+async def test_serve_logs_the_variable_that_sets_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, "[agents.a]\nmodel = 'test'\n")
+    env = {"AGENT_PROXY_SERVR__PORT": "9000"}
+    async with serve("--config", str(path), "--log-format", "text", env=env) as served:
+        assert any(TYPO in line for line in served.log), served.log

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _variable_name(value: str) -> str:
+    if not re.fullmatch(r"[^=\s\x00]+", value):
+        raise ValueError("must be the name of an environment variable")
+    return value
+
+
+VariableName = Annotated[str, AfterValidator(_variable_name)]
+"""The name of the environment variable that holds a secret (every `*_env` key)."""
 
 MIN_SECRET_CHARS = 32
 """A token secret shorter than this is refused: HMAC is only as strong as its secret."""
@@ -46,8 +57,9 @@ class AuthSettings(_Section):
     keys: list[KeySettings] = Field(default_factory=list)
     """`[[auth.keys]]` tables: name, sha256, agents, limits."""
     keys_file: str | None = None
-    """A TOML file of `[[keys]]` tables (the same fields), re-read on SIGHUP."""
-    token_secret_env: str | None = None
+    """A TOML file of `[[keys]]` tables (the same fields), re-read on SIGHUP (a relative path starts
+    at the config file's directory)."""
+    token_secret_env: VariableName | None = None
     """Variable holding the secret (32+ characters) that signs tokens; unset: random, this process only."""
     token_ttl_s: float = Field(300.0, gt=0, le=3600)
     """Default lifetime of a token from `POST /v1/tokens` (at most 3600 s)."""
@@ -61,18 +73,24 @@ class AuthSettings(_Section):
         problems: list[str] = []
         if self.mode == "keys" and not self.keys and self.keys_file is None:
             problems.append('auth.keys: mode = "keys" needs [[auth.keys]] tables or a keys_file')
-        if self.token_secret_env is not None:
-            secret = os.environ.get(self.token_secret_env, "")
-            if len(secret) < MIN_SECRET_CHARS:
-                problems.append(
-                    f"auth.token_secret_env: the environment variable {self.token_secret_env} must hold "
-                    f"a secret of at least {MIN_SECRET_CHARS} characters"
-                )
         problems.extend(duplicate_key_problems(self.keys, "auth.keys"))
         return problems
 
+    def short_token_secret(self) -> str | None:
+        """The problem with a token secret that is set but too short (None: no such problem). Not
+        one of `problems`: a secret is in the environment, which `check-config` may lack."""
+        if self.token_secret_env is None:
+            return None
+        secret = os.environ.get(self.token_secret_env, "")
+        if secret and len(secret) < MIN_SECRET_CHARS:
+            return (
+                f"auth.token_secret_env: the environment variable {self.token_secret_env} must hold "
+                f"a secret of at least {MIN_SECRET_CHARS} characters"
+            )
+        return None
+
     def token_secret(self) -> bytes | None:
-        """The configured token secret (validated at start-up), or None when none is configured."""
+        """The configured token secret (`serve` checked it), or None when none is configured."""
         if self.token_secret_env is None:
             return None
         return os.environ[self.token_secret_env].encode()
