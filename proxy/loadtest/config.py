@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import orjson
 
-Target = Literal["sse", "ws", "openai", "responses"]
+Target = Literal["sse", "ws", "openai", "responses", "anthropic"]
 Arrival = Literal["constant", "poisson"]
-TARGETS: tuple[Target, ...] = ("sse", "ws", "openai", "responses")
+TARGETS: tuple[Target, ...] = ("sse", "ws", "openai", "responses", "anthropic")
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
 
 # When only --requests bounds a run, this caps its wall time so the tool always stops.

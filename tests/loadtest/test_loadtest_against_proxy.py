@@ -38,7 +38,7 @@ async def test_mock_in_stream_errors_and_drops_are_counted_by_kind(mock: MockSer
     assert failing.errors == {"http_503": 2}
 
 
-@pytest.mark.parametrize("target", ["sse", "ws", "openai", "responses"])
+@pytest.mark.parametrize("target", ["sse", "ws", "openai", "responses", "anthropic"])
 async def test_every_proxy_transport_streams_under_load(
     mock: MockServer, make_proxy: ProxyFactory, target: Target
 ) -> None:

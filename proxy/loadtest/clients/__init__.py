@@ -1,10 +1,11 @@
-"""Wire clients, one per target (SSE events, WebSocket frames, OpenAI chunks, Responses events),
-that time every event."""
+"""Wire clients, one per target (SSE events, WebSocket frames, OpenAI chunks, Responses events,
+Anthropic Messages events), that time every event."""
 
 from __future__ import annotations
 
 import aiohttp
 
+from proxy.loadtest.clients.anthropic import AnthropicClient
 from proxy.loadtest.clients.base import CONTENT_EVENTS, WireClient, classify, handle_event
 from proxy.loadtest.clients.openai import OpenAIClient
 from proxy.loadtest.clients.responses import ResponsesClient
@@ -14,6 +15,7 @@ from proxy.loadtest.config import LoadConfig
 
 __all__ = [
     "CONTENT_EVENTS",
+    "AnthropicClient",
     "OpenAIClient",
     "ResponsesClient",
     "SseClient",
@@ -32,4 +34,6 @@ def make_client(config: LoadConfig, session: aiohttp.ClientSession) -> WireClien
         return WsClient(config, session)
     if config.target == "responses":
         return ResponsesClient(config, session)
+    if config.target == "anthropic":
+        return AnthropicClient(config, session)
     return OpenAIClient(config, session)
