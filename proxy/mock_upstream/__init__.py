@@ -1,8 +1,9 @@
-"""OpenAI-compatible fake Chat Completions server with answer shaping and fault injection.
+"""A fake LLM upstream that speaks each provider's wire, with answer shaping and fault injection.
 
 Used by the demo, the tests, the resilience fault matrix and as the baseline of the benchmarks.
 Run it with `agent-proxy mock-upstream --port 9100` (or `python -m proxy.mock_upstream --port 9100`),
-or in-process with `server = await start_mock()` and point an OpenAI client at `server.base_url`.
+or in-process with `server = await start_mock()` and point an OpenAI client at `server.base_url`
+(the other SDKs at `server.url`; see Wires below).
 
 Endpoints
 ---------
@@ -10,6 +11,7 @@ Endpoints
   `data: [DONE]` (a last chunk with `usage` when `stream_options.include_usage` is true);
   `stream: false` answers one `chat.completion`. Errors use OpenAI's shape
   `{"error": {"message", "type", "param", "code"}}`; a bad JSON body or a bad mock parameter is a 400.
+- The other providers' endpoints: see Wires below.
 - `GET /v1/models`: a few preset model names. `GET /health`: 200.
 - `GET /_mock/stats`: the counters as JSON. `POST /_mock/reset`: zero the counters and fault counters.
 
@@ -32,7 +34,10 @@ Shaping keys (default in brackets):
   word by word (each piece keeps its leading space).
 - `echo` [0]: answer `echo: <last user message> (messages: <number of messages received>)`.
 - `usage` [1]: report usage: input = words in the request messages, output = number of chunks.
-- `finish` [stop]: `finish_reason` of a text answer, `stop` or `length`.
+- `cache_read` [0], `cache_write` [0]: input tokens reported as read from / written to the prompt
+  cache, where the wire reports them (chat-completions: `prompt_tokens_details.cached_tokens`, with
+  both counted in `prompt_tokens`).
+- `finish` [stop]: `finish_reason` of a text answer, `stop`, `length` or `content_filter`.
 - `tool`: call this tool (id `call_<n>`, n = tool messages in the request + 1; arguments streamed
   in 2-3 pieces; finish `tool_calls`) while fewer than `tool_calls` tool results follow the last
   user message; then answer the text plus ` (tool result: <content of the last tool message>)`.
@@ -40,8 +45,8 @@ Shaping keys (default in brackets):
 - `tool_calls` [1]: tool calls in a row before the text answer.
 - `json`: structured output text, sent verbatim (may be invalid on purpose). Without it, when the
   request has a tool named `final_result*` (pydantic-ai's output tool) the mock calls it with an
-  object generated to satisfy its JSON schema; with a `response_format` of type `json_schema` it
-  answers such an object as content.
+  object generated to satisfy its JSON schema; with a `response_format` of type `json_schema` (or the
+  wire's own schema request) it answers such an object as content.
 - `json_chunk` [16]: characters per streamed piece of JSON output.
 
 `expected_text(behaviour, messages)` computes the full text of a text answer, so tests can assert
@@ -61,6 +66,7 @@ fails and its retry succeeds, as the built-in demo's fault agents show).
 - `http429`: 429 `rate_limit_exceeded`. `retry_after=S` (on any HTTP fault) adds `Retry-After: S`
   (fractional seconds allowed) and `retry-after-ms`.
 - `http500`, `http502`, `http503`, `http504`: that status, type `server_error`.
+- `overloaded`: the provider's own "overloaded" answer (chat-completions: 503 `server_error`).
 - `drop`: `after=N` chunks, then the TCP connection is closed without `[DONE]` (`after=0`: right
   after the response headers).
 - `drop_headers`: the request is read and the socket closed without any HTTP response.
@@ -77,11 +83,30 @@ socket without a response, `stall` delays the answer by `stall_ms`, `instream_er
 `malformed` a 200 whose body is not JSON, `no_finish` a `finish_reason` of null.
 `closed_port_url()` gives a base URL whose port refuses connections.
 
+Wires
+-----
+Every wire answers the same text, tool calls, JSON and usage, with the same timing and faults, in its
+provider's shape; its official SDK parses it. HTTP faults keep their status (`httpNNN`) and take the
+provider's error body; `retry_after` adds `Retry-After` and `retry-after-ms` on every wire.
+
+- OpenAI Chat Completions: as above.
+- Azure OpenAI: the same, at `/openai/deployments/{deployment}/chat/completions?api-version=…`
+  (`AsyncAzureOpenAI(azure_endpoint=server.url, api_version=…)`); the model is the body's, else
+  the deployment. `finish=content_filter` is Azure's filtered answer; `http429` with `retry_after`
+  its throttling (`retry-after-ms`).
+- Anthropic Messages, `POST /v1/messages` (`AsyncAnthropic(base_url=server.url)`), the model in the
+  body: `message_start`, `ping`, one `text` or `tool_use` block (`text_delta`/`input_json_delta`),
+  `message_delta` with the stop reason (`end_turn`, `max_tokens`, `tool_use`, `refusal`) and usage
+  (`cache_read_input_tokens`, `cache_creation_input_tokens`), `message_stop`. Errors
+  `{"type": "error", "error": {"type", "message"}}`: `overloaded` is 529 `overloaded_error`,
+  `instream_error` an `event: error` with `overloaded_error` mid-stream (non-streaming: 500
+  `api_error`), `no_finish` ends after the deltas.
+
 Stats
 -----
 `server.stats` (`app[STATS_KEY]`, `GET /_mock/stats`) counts, in `total` and per model string in
-`models`: `requests`, `bad_requests`, `faults_injected`, `streams_started`, `streams_completed` (sent
-`[DONE]` normally), `streams_faulted` (ended by a fault), `streams_closed_by_client` (the client went
+`models`: `requests`, `bad_requests`, `faults_injected`, `streams_started`, `streams_completed` (ended
+normally), `streams_faulted` (ended by a fault), `streams_closed_by_client` (the client went
 away first), `active_streams`, `responses_completed`, `responses_closed_by_client` (non-streaming).
 Also `last_request_bodies` (the last 50) and `last_authorization`. Wait on a condition without
 sleeping: `await server.stats.wait_for(lambda s: s.total.streams_closed_by_client == 1, timeout=5)`.

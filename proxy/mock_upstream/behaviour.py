@@ -23,13 +23,14 @@ HTTP_FAULTS: Final[frozenset[str]] = frozenset(
         "http502",
         "http503",
         "http504",
+        "overloaded",
     }
 )
 STREAM_FAULTS: Final[frozenset[str]] = frozenset(
     {"drop", "stall", "instream_error", "malformed", "no_finish"}
 )
 FAULTS: Final[frozenset[str]] = HTTP_FAULTS | STREAM_FAULTS | {"drop_headers"}
-FINISH_REASONS: Final[frozenset[str]] = frozenset({"stop", "length"})
+FINISH_REASONS: Final[frozenset[str]] = frozenset({"stop", "length", "content_filter"})
 DEFAULT_CHUNKS: Final[int] = 8
 
 
@@ -122,7 +123,11 @@ class MockBehaviour:
     text: str | None = _opt(None, _str, "explicit answer text (split into `chunks` pieces, else per word)")
     echo: bool = _opt(False, _bool, "answer 'echo: <last user message> (messages: N)'")
     usage: bool = _opt(True, _bool, "report usage (last chunk when stream_options.include_usage)")
-    finish: str = _opt("stop", _choice(FINISH_REASONS), "finish_reason of a text answer: stop|length")
+    cache_read: int = _opt(0, _int(0), "input tokens reported as read from the prompt cache")
+    cache_write: int = _opt(0, _int(0), "input tokens reported as written to the prompt cache")
+    finish: str = _opt(
+        "stop", _choice(FINISH_REASONS), "finish_reason of a text answer: stop|length|content_filter"
+    )
     tool: str | None = _opt(None, _optional(_str), "name of a tool to call before answering")
     tool_args: str = _opt("{}", _str, "arguments JSON of that tool call (sent verbatim)")
     tool_calls: int = _opt(1, _int(1), "how many tool calls in a row before the text answer")

@@ -18,11 +18,11 @@ class Counters:
     """Counters of one model string (or all). A stream that started ends exactly one way:
     `streams_started == streams_completed + streams_faulted + streams_closed_by_client + active_streams`."""
 
-    requests: int = 0  # POST /v1/chat/completions received
+    requests: int = 0  # model requests received, on any wire
     bad_requests: int = 0  # answered 400 before any fault: bad JSON, bad mock parameters
     faults_injected: int = 0
-    streams_started: int = 0  # SSE headers sent
-    streams_completed: int = 0  # ended with the finish chunk and `[DONE]`
+    streams_started: int = 0  # stream headers sent
+    streams_completed: int = 0  # ended normally (the finish, then `[DONE]` or the wire's last event)
     streams_faulted: int = 0  # ended (or cut) by an injected fault
     streams_closed_by_client: int = 0  # the client went away (or cancelled) before the mock finished
     active_streams: int = 0  # now

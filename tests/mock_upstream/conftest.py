@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
+import anthropic
 import pytest
 from openai import AsyncOpenAI
 
@@ -29,4 +30,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def client(mock: MockServer) -> AsyncIterator[AsyncOpenAI]:
     async with AsyncOpenAI(base_url=mock.base_url, api_key="sk-test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def anthropic_client(mock: MockServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="x", max_retries=0) as c:
         yield c

@@ -1,0 +1,9 @@
+"""The provider APIs the mock speaks, one module each; `WIRES` is what the app serves."""
+
+from __future__ import annotations
+
+from proxy.mock_upstream.wires.anthropic import AnthropicWire
+from proxy.mock_upstream.wires.base import Wire
+from proxy.mock_upstream.wires.openai_chat import AzureWire, ChatWire
+
+WIRES: tuple[Wire, ...] = (ChatWire(), AzureWire(), AnthropicWire())
