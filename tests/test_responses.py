@@ -3,6 +3,7 @@ not, the stream helper, the client's function tools, failures, and errors in Ope
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -296,6 +297,19 @@ async def test_a_failure_without_streaming_is_an_http_error_in_openais_shape(
             400,
             "input[0].content[0].type",
         ),
+        (
+            {
+                "model": "a",
+                "input": [{"role": "assistant", "content": [{"type": "input_image", "image_url": "x"}]}],
+            },
+            400,
+            "input[0].content[0].type",
+        ),
+        (
+            {"model": "a", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            400,
+            "input[0].content[0].file_id",
+        ),
         ({"model": "a", "input": "hi", "background": True}, 400, "background"),
         ({"model": "a", "input": "hi", "tools": [{"type": "function", "name": "a b"}]}, 400, "tools[0].name"),
         ({"model": "a", "input": "hi", "text": {"format": {"type": "xml"}}}, 400, "text.format.type"),
@@ -355,3 +369,22 @@ async def test_metrics_count_the_responses_transport_under_the_agent_an_alias_re
         if s.name == "agent_proxy_requests_total" and s.labels.get("transport") == "responses" and s.value
     }
     assert counted == {("coder", "stop")}
+
+
+async def test_input_images_reach_the_model_inline_or_by_url(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m?chunks=1"}))
+    inline = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    content: Any = [
+        {"type": "input_text", "text": "what are these?"},
+        {"type": "input_image", "image_url": inline, "detail": "auto"},
+        {"type": "input_image", "image_url": "https://example.com/cat.png"},
+    ]
+    async with openai_client(proxy) as client:
+        response = await client.responses.create(model="a", input=[{"role": "user", "content": content}])
+    assert response.output_text == "tok0"
+    [user] = upstream_body(mock)["messages"]
+    text, first, second = user["content"]
+    assert text == {"type": "text", "text": "what are these?"}
+    assert (first["image_url"]["url"], second["image_url"]["url"]) == (inline, "https://example.com/cat.png")

@@ -35,7 +35,8 @@ async def test_a_run_calls_the_clients_function_tool_and_answers_with_its_result
     result = await Runner.run(agent, "weather in Paris?", run_config=config)
     assert result.final_output.endswith("(tool result: sunny in Paris)")
     sent = upstream_body(mock)["messages"]
-    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+    assert sent[0]["content"] == "Use the tool."  # the SDK agent's instructions
     await proxy.engine.wait_idle(2)
 
 

@@ -3,16 +3,28 @@ cannot take is a 400 that names it (`InvalidParam`), and the documented ones it 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, replace
 from typing import Any
 
-from proxy.engine.inputs import ChatMessage, ClientTool, ClientTools, ResponseFormat, RunOptions, text_parts
+from proxy.engine.inputs import (
+    ChatMessage,
+    ClientTool,
+    ClientTools,
+    Image,
+    Part,
+    ResponseFormat,
+    RunOptions,
+    text_parts,
+)
 from proxy.events import FunctionCall
 from proxy.transports.openai.errors import InvalidParam
 from proxy.transports.openai.tools import flag, function_tool, json_schema, parallel_tool_calls
 
 ROLES = frozenset({"user", "assistant", "system", "developer"})
-TEXT_PARTS = frozenset({"input_text", "output_text"})
+TEXT_KEYS = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
+"""Content parts of text, and the key of their text."""
 DROPPED_ITEMS = frozenset({"reasoning"})
 """Input items the proxy drops: a reasoning item is opaque to any upstream but the one that made it."""
 REFUSED = ("background", "conversation", "prompt")
@@ -50,23 +62,42 @@ def _optional_string(body: dict[str, Any], key: str) -> str | None:
     return None if value is None else _string(value, key)
 
 
-def _texts(value: object, param: str) -> list[str]:
-    """A string, or a list of text parts (`input_text`, `output_text`, `refusal`)."""
+def _image(part: dict[str, Any], param: str) -> Image:
+    """An `input_image` at a URL, or inline as a `data:` URL."""
+    if part.get("file_id") is not None:
+        raise InvalidParam(f"{param}.file_id", "images by `file_id` are not supported; send `image_url`")
+    url = _string(part.get("image_url"), f"{param}.image_url")
+    if not url.startswith("data:"):
+        return Image(url=url)
+    head, _, data = url.partition(",")
+    media_type = head[5:].removesuffix(";base64")
+    if not head.endswith(";base64") or not media_type.startswith("image/"):
+        raise InvalidParam(f"{param}.image_url", "a data URL is `data:image/<type>;base64,<data>`")
+    try:
+        return Image(data=base64.b64decode(data, validate=True), media_type=media_type)
+    except binascii.Error:
+        raise InvalidParam(f"{param}.image_url", "the data URL is not base64") from None
+
+
+def _parts(value: object, param: str, images: bool = False) -> list[Part]:
+    """A string, or a list of content parts: text (`input_text`, `output_text`, `refusal`) and,
+    where `images`, `input_image`."""
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list):
         raise InvalidParam(param, "`content` must be a string or a list of content parts")
-    texts: list[str] = []
+    parts: list[Part] = []
     for i, raw in enumerate(value):
         part = _object(raw, f"{param}[{i}]")
         kind = part.get("type")
-        key = "refusal" if kind == "refusal" else "text"
-        if not isinstance(kind, str) or (
-            kind not in TEXT_PARTS and kind != "refusal"
-        ):  # a list is unhashable
-            raise InvalidParam(f"{param}[{i}].type", f"content parts of type {kind!r} are not supported")
-        texts.append(_string(part.get(key), f"{param}[{i}].{key}"))
-    return texts
+        key = TEXT_KEYS.get(kind) if isinstance(kind, str) else None  # a list is unhashable
+        if kind == "input_image" and images:
+            parts.append(_image(part, f"{param}[{i}]"))
+        elif key is not None:
+            parts.append(_string(part.get(key), f"{param}[{i}].{key}"))
+        else:
+            raise InvalidParam(f"{param}[{i}].type", f"content parts of type {kind!r} are not supported here")
+    return parts
 
 
 def _message(item: dict[str, Any], param: str) -> ChatMessage:
@@ -75,7 +106,7 @@ def _message(item: dict[str, Any], param: str) -> ChatMessage:
         raise InvalidParam(
             f"{param}.role", f"role {role!r} is not supported; use user, assistant, system or developer"
         )
-    content = text_parts(_texts(item.get("content"), f"{param}.content"))
+    content = text_parts(_parts(item.get("content"), f"{param}.content", images=role == "user"))
     return ChatMessage(role=role, content=content)  # type: ignore[arg-type]  # checked against ROLES
 
 
@@ -111,7 +142,7 @@ def _messages(value: object) -> list[ChatMessage]:
             else:
                 out.append(ChatMessage(role="assistant", content="", tool_calls=(call,)))
         elif kind == "function_call_output":
-            output = text_parts(_texts(item.get("output"), f"{param}.output"))
+            output = text_parts(_parts(item.get("output"), f"{param}.output", images=True))
             call_id = _string(item.get("call_id"), f"{param}.call_id")
             out.append(ChatMessage(role="tool", content=output, tool_call_id=call_id))
         elif kind not in DROPPED_ITEMS:
