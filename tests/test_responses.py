@@ -3,6 +3,7 @@ not, the stream helper, the client's function tools, failures, and errors in Ope
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,8 @@ from openai.types.responses import ResponseFunctionToolCall
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.mock_upstream import MockBehaviour, MockServer, expected_text
+from tests.auth.helpers import ALPHA
+from tests.auth.test_limits import limited
 from tests.conftest import Proxy, ProxyFactory, settings_for
 from tests.support import read_sse
 from tests.test_openai import openai_client, upstream_body
@@ -388,3 +391,32 @@ async def test_input_images_reach_the_model_inline_or_by_url(
     text, first, second = user["content"]
     assert text == {"type": "text", "text": "what are these?"}
     assert (first["image_url"]["url"], second["image_url"]["url"]) == (inline, "https://example.com/cat.png")
+
+
+async def test_a_drain_ends_a_running_stream_with_response_failed_and_refuses_new_ones(
+    mock: MockServer, make_proxy: ProxyFactory, session: aiohttp.ClientSession
+) -> None:
+    proxy = await make_proxy(settings_for(mock, {"a": "m?chunks=50&gap_ms=100"}))
+    reading = asyncio.create_task(raw_events(session, proxy, {"model": "a", "input": "hi"}))
+    await mock.stats.wait_for(lambda s: s.total.streams_started == 1, timeout=5)
+    await proxy.engine.drain(0)
+    events = await reading
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "server_error"
+    async with openai_client(proxy) as client:
+        with pytest.raises(openai.InternalServerError) as refused:
+            await client.responses.create(model="a", input="hi")
+    assert refused.value.status_code == 503 and refused.value.response.headers["Retry-After"] == "1"
+
+
+async def test_a_key_over_its_request_limit_gets_429_with_retry_after(
+    mock: MockServer, make_proxy: ProxyFactory
+) -> None:
+    proxy = await limited(make_proxy, mock, {"a": "m?chunks=1"}, requests_per_minute=1)
+    async with AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key=ALPHA, max_retries=0) as client:
+        await client.responses.create(model="a", input="hi")
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(model="a", input="hi", stream=True)
+    assert refused.value.code == "rate_limited"
+    headers = refused.value.response.headers
+    assert int(headers["Retry-After"]) > 0 and headers["x-ratelimit-remaining-requests"] == "0"
