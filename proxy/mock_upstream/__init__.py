@@ -101,6 +101,13 @@ provider's error body; `retry_after` adds `Retry-After` and `retry-after-ms` on 
   `{"type": "error", "error": {"type", "message"}}`: `overloaded` is 529 `overloaded_error`,
   `instream_error` an `event: error` with `overloaded_error` mid-stream (non-streaming: 500
   `api_error`), `no_finish` ends after the deltas.
+- OpenAI Responses, `POST /v1/responses` (the OpenAI client at `server.base_url`), the model in
+  the body, `input` a string or items (`function_call_output` is a tool result), `text.format` a
+  schema request: `response.created`, `response.in_progress`, one `message` (`output_text`) or
+  `function_call` item with its `added`/`delta`/`done` events, all with `sequence_number`, then
+  `response.completed` with usage (`input_tokens_details.cached_tokens`); `finish=length` or
+  `content_filter` end in `response.incomplete`. Errors in OpenAI's shape; `instream_error` is a
+  `response.failed` whose `error.code` is `server_error`; `no_finish` ends after the deltas.
 
 Stats
 -----

@@ -124,8 +124,8 @@ async def _stream(
     behaviour: MockBehaviour,
     fault: str | None,
 ) -> StreamOutcome:
+    start = encoder.start()  # first: encoders that number their events count from it
     chunks = encoder.pieces()
-    start = encoder.start()
     if start:
         await response.write(start)
     fault_at = min(behaviour.after, len(chunks)) if fault in STREAM_FAULTS else -1

@@ -5,5 +5,6 @@ from __future__ import annotations
 from proxy.mock_upstream.wires.anthropic import AnthropicWire
 from proxy.mock_upstream.wires.base import Wire
 from proxy.mock_upstream.wires.openai_chat import AzureWire, ChatWire
+from proxy.mock_upstream.wires.responses import ResponsesWire
 
-WIRES: tuple[Wire, ...] = (ChatWire(), AzureWire(), AnthropicWire())
+WIRES: tuple[Wire, ...] = (ChatWire(), AzureWire(), AnthropicWire(), ResponsesWire())
