@@ -108,6 +108,14 @@ provider's error body; `retry_after` adds `Retry-After` and `retry-after-ms` on 
   `response.completed` with usage (`input_tokens_details.cached_tokens`); `finish=length` or
   `content_filter` end in `response.incomplete`. Errors in OpenAI's shape; `instream_error` is a
   `response.failed` whose `error.code` is `server_error`; `no_finish` ends after the deltas.
+- Gemini, `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse` (also
+  under `/v1`; `genai.Client(http_options=HttpOptions(base_url=server.url))`), the model in the
+  path, URL-quoted (`quote("mock?chunks=3", safe="")`: google-genai refuses `?` and `&` in a model
+  name). A `data:` chunk per text piece (a function call, with `args` as an object, is one chunk),
+  then one with `finishReason` (`STOP`, `MAX_TOKENS`, `SAFETY`) and `usageMetadata`
+  (`cachedContentTokenCount`). Errors `{"error": {"code", "message", "status"}}`: `http429` is
+  `RESOURCE_EXHAUSTED`, `http503` and `overloaded` `UNAVAILABLE`, `context_length` 400
+  `INVALID_ARGUMENT`; `instream_error` is such an error (500 `INTERNAL`) as a `data:` chunk.
 
 Stats
 -----

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import anthropic
 import pytest
+from google import genai
+from google.genai import types as genai_types
 from openai import AsyncOpenAI
 
 from proxy.mock_upstream import MockServer, start_mock
@@ -37,3 +39,8 @@ async def client(mock: MockServer) -> AsyncIterator[AsyncOpenAI]:
 async def anthropic_client(mock: MockServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="x", max_retries=0) as c:
         yield c
+
+
+@pytest.fixture
+def gemini_client(mock: MockServer) -> genai.Client:
+    return genai.Client(api_key="x", http_options=genai_types.HttpOptions(base_url=mock.url))
