@@ -82,16 +82,20 @@ def client_tools(body: dict[str, Any]) -> ClientTools | None:
         if any(t.name == tool.name for t in tools):
             raise InvalidParam(f"tools[{i}].function.name", f"two tools are named {tool.name!r}")
         tools.append(tool)
-    if choice is None or choice in ("none", "auto", "required"):
-        return ClientTools(tuple(tools), choice or "auto")
     named = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
     name = named.get("name") if isinstance(named, dict) else None
+    return with_choice(tools, choice, name, "{type: function, function: {name}}")
+
+
+def with_choice(tools: list[ClientTool], choice: Any, name: object, shape: str) -> ClientTools:
+    """`tools` with `tool_choice`: none, auto, required, or the one named `name` (a choice of `shape`)."""
+    if choice is None or choice in ("none", "auto", "required"):
+        return ClientTools(tuple(tools), choice or "auto")
     if not any(t.name == name for t in tools):
         raise InvalidParam(
-            "tool_choice",
-            "`tool_choice` is none, auto, required, or {type: function, function: {name}} of one of `tools`",
+            "tool_choice", f"`tool_choice` is none, auto, required, or {shape} of one of `tools`"
         )
-    return ClientTools(tuple(tools), "required", forced=name)
+    return ClientTools(tuple(tools), "required", forced=name if isinstance(name, str) else None)
 
 
 def response_format(value: object) -> ResponseFormat | None:

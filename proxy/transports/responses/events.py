@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from proxy.events import Error, FunctionCall, Usage
-from proxy.transports.collect import error_status
+from proxy.events import Delta, End, Error, Event, FunctionCall, Heartbeat, Output, Start, Usage
+from proxy.transports.collect import error_status, stream_error
+from proxy.transports.openai.chunks import content_text
+from proxy.transports.sse import KEEPALIVE
 from proxy.transports.wire import encode_json
 
 Status = Literal["in_progress", "completed", "incomplete", "failed"]
@@ -101,6 +103,7 @@ class ResponseEvents:
 
     def __init__(self, response: ResponseObject) -> None:
         self._response = response
+        self._failed = False
         self._seq = 0
         self._tag = response.id.removeprefix("resp_")
         self._message_id = f"msg_{self._tag}"
@@ -108,6 +111,30 @@ class ResponseEvents:
         self._delta_head = b'"item_id":"%s","output_index":0,"content_index":0,"logprobs":[],"delta":' % (
             self._message_id.encode()
         )
+
+    def encode(self, event: Event) -> bytes:
+        """The SSE frames of one of the stream's events (b"": none). `retry` is invisible (the engine
+        never retries after content here); `tool_call` and `tool_result` stay inside the proxy,
+        which runs the agent's tools itself; calls of the client's tools come with `end`."""
+        if isinstance(event, Delta):
+            return self.delta(event.text)
+        if isinstance(event, Heartbeat):
+            return KEEPALIVE
+        if isinstance(event, Start):
+            return self.started()
+        if isinstance(event, Output):
+            return b"" if event.partial else self.delta(encode_json(event.data).decode())
+        if isinstance(event, Error):
+            self._failed = True
+            return self.failed(event)
+        if isinstance(event, End) and not self._failed:
+            # An `end` without `error` that stopped early (shutdown) must not look complete either.
+            early = stream_error(event, None)
+            if early is not None:
+                return self.failed(early)
+            status: Status = "incomplete" if event.finish_reason == "length" else "completed"
+            return self.finished(content_text(event), event.tool_calls or [], event.usage, status)
+        return b""
 
     def _event(self, kind: str, body: dict[str, Any]) -> bytes:
         seq = self._seq

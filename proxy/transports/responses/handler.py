@@ -12,12 +12,10 @@ from aiohttp import web
 from proxy.engine import Engine, Stream
 from proxy.engine.refusals import InvalidMessages, PromptTooLong, Refused, UnknownConversation
 from proxy.errors import RequestError
-from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
-from proxy.transports.body import BodyWriter
 from proxy.transports.collect import Collector, error_status, stream_error
 from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
-from proxy.transports.openai.chunks import KEEPALIVE, content_text
+from proxy.transports.openai.chunks import content_text
 from proxy.transports.openai.errors import openai_error, request_error_response
 from proxy.transports.pump import pump
 from proxy.transports.refusals import http_status
@@ -25,11 +23,10 @@ from proxy.transports.responses.events import (
     STORED_ECHO,
     ResponseEvents,
     ResponseObject,
-    Status,
     output_items,
 )
 from proxy.transports.responses.request import parse_responses_request
-from proxy.transports.sse import SSE_HEADERS
+from proxy.transports.sse import stream_sse
 from proxy.transports.wire import encode_json
 
 RESPONSE_ID = "resp_"
@@ -84,47 +81,8 @@ class ResponsesTransport:
     async def _stream(
         self, request: web.Request, stream: Stream, events: ResponseEvents
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        try:
-            await response.prepare(request)
-        except BaseException:
-            await stream.aclose()
-            raise
-        failed = False
-        body = BodyWriter(request, response)
-
-        async def send(event: Event) -> None:
-            nonlocal failed
-            if isinstance(event, Delta):
-                await body.write(events.delta(event.text))
-            elif isinstance(event, Heartbeat):
-                await body.write(KEEPALIVE)
-            elif isinstance(event, Start):
-                await body.write(events.started())
-            elif isinstance(event, Output):
-                if not event.partial:
-                    await body.write(events.delta(encode_json(event.data).decode()))
-            elif isinstance(event, Error):
-                failed = True
-                await body.write(events.failed(event))
-            elif isinstance(event, End) and not failed:
-                # An `end` without `error` that stopped early (shutdown) must not look complete either.
-                early = stream_error(event, None)
-                if early is not None:
-                    await body.write(events.failed(early))
-                    return
-                status: Status = "incomplete" if event.finish_reason == "length" else "completed"
-                await body.write(
-                    events.finished(content_text(event), event.tool_calls or [], event.usage, status)
-                )
-            # `retry` is invisible (the engine never retries after content here); `tool_call` and
-            # `tool_result` stay inside the proxy, which runs the agent's tools itself.
-
         ctx = stream_context(request, stream.id, stream.runtime.name, "responses")
-        end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
-        if end is not None:
-            await body.end()
-        return response
+        return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, events.encode)
 
     async def _complete(
         self, request: web.Request, stream: Stream, response: ResponseObject

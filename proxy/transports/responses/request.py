@@ -20,7 +20,7 @@ from proxy.engine.inputs import (
 )
 from proxy.events import FunctionCall
 from proxy.transports.openai.errors import InvalidParam
-from proxy.transports.openai.tools import flag, function_tool, json_schema, parallel_tool_calls
+from proxy.transports.openai.tools import flag, function_tool, json_schema, parallel_tool_calls, with_choice
 
 ROLES = frozenset({"user", "assistant", "system", "developer"})
 TEXT_KEYS = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
@@ -171,19 +171,13 @@ def _tools(body: dict[str, Any]) -> ClientTools | None:
         if any(t.name == fn.name for t in tools):
             raise InvalidParam(f"tools[{i}].name", f"two tools are named {fn.name!r}")
         tools.append(fn)
-    if choice is None or choice in ("none", "auto", "required"):
-        if not tools:
-            if choice == "required":
-                raise InvalidParam("tool_choice", "`tool_choice` 'required' needs function tools")
+    if not tools:
+        if choice == "required":
+            raise InvalidParam("tool_choice", "`tool_choice` 'required' needs function tools")
+        if choice is None or choice in ("none", "auto"):
             return None
-        return ClientTools(tuple(tools), choice or "auto")
     name = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
-    if not any(t.name == name for t in tools):
-        raise InvalidParam(
-            "tool_choice",
-            "`tool_choice` is none, auto, required, or {type: function, name} of a function tool",
-        )
-    return ClientTools(tuple(tools), "required", forced=name)
+    return with_choice(tools, choice, name, "{type: function, name}")
 
 
 def _text_format(value: object) -> ResponseFormat | None:
