@@ -508,7 +508,11 @@ def demo_settings() -> Settings:
         # Heartbeats every second, so that the playground shows them while a stall waits.
         server={"cors_allow_origins": ["*"], "heartbeat_interval_s": 1.0},
         upstreams={DEMO_UPSTREAM: {"base_url": "http://127.0.0.1:1/v1"}},  # rebound at start-up
-        agents={"demo": {"model": DEMO_MODEL, "instructions": instructions}, **faults},
+        # `claude-*`: Claude Code and Anthropic's SDKs reach the demo with their own model names.
+        agents={
+            "demo": {"model": DEMO_MODEL, "instructions": instructions, "aliases": ["claude-*"]},
+            **faults,
+        },
     )
 
 
