@@ -116,6 +116,16 @@ provider's error body; `retry_after` adds `Retry-After` and `retry-after-ms` on 
   (`cachedContentTokenCount`). Errors `{"error": {"code", "message", "status"}}`: `http429` is
   `RESOURCE_EXHAUSTED`, `http503` and `overloaded` `UNAVAILABLE`, `context_length` 400
   `INVALID_ARGUMENT`; `instream_error` is such an error (500 `INTERNAL`) as a `data:` chunk.
+- Bedrock, `POST /model/{modelId}/converse` and `/model/{modelId}/converse-stream`
+  (`boto3.client("bedrock-runtime", endpoint_url=server.url)`; signatures are ignored), the model
+  id in the path (botocore URL-quotes it, so `modelId="mock?chunks=3"` works as is). The stream is
+  binary `application/vnd.amazon.eventstream`: `messageStart`, `contentBlockStart` (a tool use),
+  `contentBlockDelta`s, `contentBlockStop`, `messageStop` (`end_turn`, `max_tokens`, `tool_use`,
+  `content_filtered`), `metadata` with usage (`cacheReadInputTokens`, `cacheWriteInputTokens`).
+  Errors `{"message"}` named by `x-amzn-ErrorType`: `http429` is `ThrottlingException`, `http503`
+  and `overloaded` `ServiceUnavailableException`, `context_length` `ValidationException`;
+  `instream_error` is a `modelStreamErrorException` exception message mid-stream, `malformed` an
+  event whose payload is not JSON.
 
 Stats
 -----

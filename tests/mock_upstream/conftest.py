@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import anthropic
+import boto3
 import pytest
 from google import genai
 from google.genai import types as genai_types
@@ -44,3 +46,15 @@ async def anthropic_client(mock: MockServer) -> AsyncIterator[anthropic.AsyncAnt
 @pytest.fixture
 def gemini_client(mock: MockServer) -> genai.Client:
     return genai.Client(api_key="x", http_options=genai_types.HttpOptions(base_url=mock.url))
+
+
+@pytest.fixture
+def bedrock_client(mock: MockServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 `bedrock-runtime` client on the mock; it signs with dummy credentials, the mock ignores them.
+    boto3 blocks: call it with `asyncio.to_thread` so the mock keeps running."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return boto3.client("bedrock-runtime", endpoint_url=mock.url, region_name="us-east-1")
