@@ -11,7 +11,7 @@ import boto3
 import pytest
 from google import genai
 from google.genai import types as genai_types
-from openai import AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from proxy.mock_upstream import MockServer, start_mock
 
@@ -58,3 +58,11 @@ def bedrock_client(mock: MockServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return boto3.client("bedrock-runtime", endpoint_url=mock.url, region_name="us-east-1")
+
+
+@pytest.fixture
+async def azure_client(mock: MockServer) -> AsyncIterator[AsyncAzureOpenAI]:
+    async with AsyncAzureOpenAI(
+        azure_endpoint=mock.url, api_version="2024-10-21", api_key="x", max_retries=0
+    ) as c:
+        yield c
