@@ -8,11 +8,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from proxy.mock_upstream.behaviour import MockBehaviour
-from proxy.mock_upstream.faults import add_retry_after
 from proxy.mock_upstream.wires.base import (
     Call,
+    TableErrors,
     WireError,
+    body_model,
     chat_tool,
     json_response,
     json_value,
@@ -149,14 +149,18 @@ def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-class AnthropicWire:
+class AnthropicWire(TableErrors):
     """`POST /v1/messages`, the model in the body."""
 
     paths = ("/v1/messages",)
+    faults, invalid, internal = _HTTP_FAULTS, "invalid_request_error", "api_error"
     malformed_body = b'{"id": "msg_malformed", "content": [{"type": "text", "text": "'
 
     def model(self, request: web.Request, body: Any) -> object:
-        return body.get("model") if isinstance(body, dict) else None
+        return body_model(body)
+
+    def error_response(self, status: int, error_type: str, message: str) -> web.Response:
+        return error_response(status, error_type, message)
 
     def prompt(self, body: Any) -> Mapping[str, Any]:
         if not isinstance(body.get("messages"), list):
@@ -174,15 +178,6 @@ class AnthropicWire:
 
     def streaming(self, request: web.Request, body: Mapping[str, Any]) -> bool:
         return body.get("stream") is True
-
-    def bad_request(self, message: str, param: str | None, code: str | None = None) -> web.Response:
-        return error_response(400, "invalid_request_error", f"{param}: {message}" if param else message)
-
-    def http_fault(self, fault: str, behaviour: MockBehaviour) -> web.Response:
-        return add_retry_after(error_response(*_HTTP_FAULTS[fault]), behaviour)
-
-    def failure(self) -> web.Response:
-        return error_response(500, "api_error", "mock: injected error")
 
     def stream(self, call: Call) -> AnthropicStream:
         return AnthropicStream(call)

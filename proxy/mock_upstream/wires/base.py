@@ -17,6 +17,7 @@ from aiohttp import web
 
 from proxy.mock_upstream.answer import Answer
 from proxy.mock_upstream.behaviour import MockBehaviour
+from proxy.mock_upstream.faults import add_retry_after
 
 
 class WireError(ValueError):
@@ -123,3 +124,28 @@ def chat_tool(name: object, parameters: object) -> dict[str, Any]:
 def schema_format(schema: object) -> dict[str, Any]:
     """A requested JSON schema, as a chat-completions `response_format`."""
     return {"type": "json_schema", "json_schema": {"schema": schema if isinstance(schema, Mapping) else {}}}
+
+
+def body_model(body: Any) -> object:
+    """The `model` of a JSON body (chat-completions, Anthropic, Responses)."""
+    return body.get("model") if isinstance(body, dict) else None
+
+
+class TableErrors:
+    """The error answers of a wire whose HTTP faults are a table of `(status, type, message)`."""
+
+    faults: Mapping[str, tuple[int, str, str]]
+    invalid: str  # the error type of a 400
+    internal: str  # the error type of a 500
+
+    def error_response(self, status: int, error_type: str, message: str) -> web.Response:
+        raise NotImplementedError
+
+    def bad_request(self, message: str, param: str | None, code: str | None = None) -> web.Response:
+        return self.error_response(400, self.invalid, f"{param}: {message}" if param else message)
+
+    def http_fault(self, fault: str, behaviour: MockBehaviour) -> web.Response:
+        return add_retry_after(self.error_response(*self.faults[fault]), behaviour)
+
+    def failure(self) -> web.Response:
+        return self.error_response(500, self.internal, "mock: injected error")

@@ -9,10 +9,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from proxy.mock_upstream.behaviour import MockBehaviour
-from proxy.mock_upstream.faults import add_retry_after
 from proxy.mock_upstream.wires import eventstream
-from proxy.mock_upstream.wires.base import Call, WireError, chat_tool, json_response, json_value
+from proxy.mock_upstream.wires.base import Call, TableErrors, WireError, chat_tool, json_response, json_value
 
 _STOP_REASONS: Final[dict[str, str]] = {
     "stop": "end_turn",
@@ -160,14 +158,19 @@ def _tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-class BedrockWire:
+class BedrockWire(TableErrors):
     """Converse and ConverseStream, the model id (URL-quoted, as botocore sends it) in the path."""
+
+    faults, invalid, internal = _HTTP_FAULTS, "ValidationException", "InternalServerException"
 
     paths = ("/model/{model_id:[^/]+}/converse", "/model/{model_id:[^/]+}/converse-stream")
     malformed_body = b'{"output": {"message": {"content": [{"text": "'
 
     def model(self, request: web.Request, body: Any) -> object:
         return request.match_info["model_id"]
+
+    def error_response(self, status: int, error_type: str, message: str) -> web.Response:
+        return error_response(status, error_type, message)
 
     def prompt(self, body: Any) -> Mapping[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -176,15 +179,6 @@ class BedrockWire:
 
     def streaming(self, request: web.Request, body: Mapping[str, Any]) -> bool:
         return request.path.endswith("/converse-stream")
-
-    def bad_request(self, message: str, param: str | None, code: str | None = None) -> web.Response:
-        return error_response(400, "ValidationException", f"{param}: {message}" if param else message)
-
-    def http_fault(self, fault: str, behaviour: MockBehaviour) -> web.Response:
-        return add_retry_after(error_response(*_HTTP_FAULTS[fault]), behaviour)
-
-    def failure(self) -> web.Response:
-        return error_response(500, "InternalServerException", "mock: injected error")
 
     def stream(self, call: Call) -> BedrockStream:
         return BedrockStream(call)

@@ -11,10 +11,9 @@ import orjson
 from aiohttp import web
 
 from proxy.mock_upstream.answer import ToolCall
-from proxy.mock_upstream.behaviour import MockBehaviour
-from proxy.mock_upstream.faults import add_retry_after
 from proxy.mock_upstream.wires.base import (
     Call,
+    TableErrors,
     WireError,
     chat_tool,
     json_response,
@@ -183,14 +182,19 @@ def _tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-class GeminiWire:
+class GeminiWire(TableErrors):
     """The Gemini API's `generateContent` and `streamGenerateContent`, the model in the path."""
+
+    faults, invalid, internal = _HTTP_FAULTS, "INVALID_ARGUMENT", "INTERNAL"
 
     paths = ("/v1beta/models/{target:[^/]+}", "/v1/models/{target:[^/]+}")
     malformed_body = b'{"candidates": [{"content": {"parts": [{"text": "'
 
     def model(self, request: web.Request, body: Any) -> object:
         return request.match_info["target"].rpartition(":")[0]
+
+    def error_response(self, status: int, error_type: str, message: str) -> web.Response:
+        return error_response(status, error_type, message)
 
     def prompt(self, body: Any) -> Mapping[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
@@ -204,15 +208,6 @@ class GeminiWire:
 
     def streaming(self, request: web.Request, body: Mapping[str, Any]) -> bool:
         return request.match_info["target"].endswith(":streamGenerateContent")
-
-    def bad_request(self, message: str, param: str | None, code: str | None = None) -> web.Response:
-        return error_response(400, "INVALID_ARGUMENT", f"{param}: {message}" if param else message)
-
-    def http_fault(self, fault: str, behaviour: MockBehaviour) -> web.Response:
-        return add_retry_after(error_response(*_HTTP_FAULTS[fault]), behaviour)
-
-    def failure(self) -> web.Response:
-        return error_response(500, "INTERNAL", "mock: injected error")
 
     def stream(self, call: Call) -> GeminiStream:
         return GeminiStream(call)

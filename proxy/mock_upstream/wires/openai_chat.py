@@ -12,7 +12,7 @@ from aiohttp import web
 from proxy.mock_upstream.answer import Answer
 from proxy.mock_upstream.behaviour import MockBehaviour
 from proxy.mock_upstream.faults import add_retry_after
-from proxy.mock_upstream.wires.base import Call, WireError, json_response
+from proxy.mock_upstream.wires.base import Call, StreamEncoder, WireError, body_model, json_response
 
 DONE: Final[bytes] = b"data: [DONE]\n\n"
 MALFORMED: Final[bytes] = b'data: {"id": "chatcmpl-malformed", "choices": [{"delta": {"content": "\n\n'
@@ -199,7 +199,7 @@ class ChatWire:
     malformed_body = MALFORMED[6:]
 
     def model(self, request: web.Request, body: Any) -> object:
-        return body.get("model") if isinstance(body, dict) else None
+        return body_model(body)
 
     def prompt(self, body: Any) -> Mapping[str, Any]:
         if not isinstance(body.get("messages"), list):
@@ -218,7 +218,7 @@ class ChatWire:
     def failure(self) -> web.Response:
         return error_response(500, "mock: injected error", "server_error", "server_error")
 
-    def stream(self, call: Call) -> ChatStream:
+    def stream(self, call: Call) -> StreamEncoder:
         return ChatStream(call)
 
     def complete(self, call: Call, finished: bool) -> web.Response:

@@ -9,9 +9,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from proxy.mock_upstream.behaviour import MockBehaviour
 from proxy.mock_upstream.wires.base import Call, WireError, chat_tool, json_response, schema_format, sse
-from proxy.mock_upstream.wires.openai_chat import SSE_HEADERS, error_response, http_fault_response
+from proxy.mock_upstream.wires.openai_chat import SSE_HEADERS, ChatWire
 
 _INCOMPLETE: Final[dict[str, str]] = {"length": "max_output_tokens", "content_filter": "content_filter"}
 _MALFORMED: Final[bytes] = b'event: response.output_text.delta\ndata: {"type": "response.output_text.de\n\n'
@@ -172,14 +171,11 @@ def _input(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-class ResponsesWire:
-    """`POST /v1/responses`, the model in the body."""
+class ResponsesWire(ChatWire):
+    """`POST /v1/responses`, the model in the body; OpenAI's errors, as chat-completions."""
 
     paths = ("/v1/responses", "/responses")
     malformed_body = b'{"id": "resp_malformed", "output": [{"type": "message", "content": "'
-
-    def model(self, request: web.Request, body: Any) -> object:
-        return body.get("model") if isinstance(body, dict) else None
 
     def prompt(self, body: Any) -> Mapping[str, Any]:
         if not isinstance(body.get("input"), str | list):
@@ -196,18 +192,6 @@ class ResponsesWire:
         elif isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
             prompt["response_format"] = {"type": "json_object"}
         return prompt
-
-    def streaming(self, request: web.Request, body: Mapping[str, Any]) -> bool:
-        return body.get("stream") is True
-
-    def bad_request(self, message: str, param: str | None, code: str | None = None) -> web.Response:
-        return error_response(400, message, "invalid_request_error", code, param)
-
-    def http_fault(self, fault: str, behaviour: MockBehaviour) -> web.Response:
-        return http_fault_response(fault, behaviour)
-
-    def failure(self) -> web.Response:
-        return error_response(500, "mock: injected error", "server_error", "server_error")
 
     def stream(self, call: Call) -> ResponsesStream:
         return ResponsesStream(call)
