@@ -21,9 +21,10 @@ def register(subparsers: Any) -> None:
     """Add `mock-upstream` to an argparse subparsers object; `args.func(args)` returns an exit code."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "mock-upstream",
-        help="run the OpenAI-compatible fake upstream (shaping and fault injection)",
+        help="run the fake upstream of every provider wire (shaping and fault injection)",
         description=(
-            "OpenAI-compatible fake Chat Completions server. The flags set the default behaviour; "
+            "Fake LLM upstream speaking OpenAI Chat Completions and Responses, Azure OpenAI, Anthropic "
+            "Messages, Gemini and Bedrock Converse. The flags set the default behaviour; "
             "a request selects its own with the model name '<label>?key=value&...', whose keys are "
             "the flag names with '_' (see `python -m pydoc proxy.mock_upstream`)."
         ),
@@ -92,7 +93,8 @@ async def _serve(host: str, port: int, defaults: MockBehaviour) -> int:
         with contextlib.suppress(NotImplementedError):  # Windows
             loop.add_signal_handler(sig, stop.set)
     log.info(
-        "mock upstream listening on %s (OpenAI base URL); select behaviours by model name, e.g. "
+        "mock upstream listening on %s (OpenAI base URL; the other wires at its root); "
+        "select behaviours by model name, e.g. "
         "'mock?chunks=64&gap_ms=10' or 'flaky?fault=http500&fault_times=2' "
         "(keys: python -m pydoc proxy.mock_upstream); stats at %s/_mock/stats",
         server.base_url,
