@@ -3,7 +3,11 @@ and the one mapping from a stream's error code to that answer's HTTP status."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from proxy.events import End, Error, Event
+from proxy.observability.observer import Observer, StreamContext
+from proxy.transports.pump import pump
 
 _STATUS_BY_CODE = {
     "upstream_rate_limited": 429,
@@ -61,3 +65,14 @@ class Collector:
             self.error = event
         elif isinstance(event, End):
             self.end = event
+
+
+async def collect(
+    events: AsyncIterator[Event], ctx: StreamContext, observer: Observer
+) -> tuple[End, Error | None]:
+    """Run a stream to its `end` without writing anything (no heartbeats: nothing is on the wire
+    yet); the `end`, and the error the stream failed with (None when it succeeded)."""
+    collected = Collector()
+    end = await pump(events, collected, ctx, observer, heartbeat_interval=None)
+    assert end is not None  # a collecting send never loses its client; a cancel is raised
+    return end, stream_error(end, collected.error)

@@ -76,4 +76,5 @@ def _message_delta(rec: RequestRecord, event: Any) -> None:
     usage = event.get("usage") or {}
     rec.usage(usage.get("input_tokens"), usage.get("output_tokens"))
     reason = (event.get("delta") or {}).get("stop_reason")
-    rec.finish_reason = FINISH.get(reason, reason)
+    if isinstance(reason, str):
+        rec.finish_reason = FINISH.get(reason, reason)

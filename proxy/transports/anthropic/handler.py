@@ -14,12 +14,10 @@ from proxy.transports.anthropic.count import count_tokens
 from proxy.transports.anthropic.errors import error_event, failure_response, request_error_response
 from proxy.transports.anthropic.events import PING, MessageEvents, message
 from proxy.transports.anthropic.request import MessagesRequest, parse_count_request, parse_messages_request
-from proxy.transports.body import BodyWriter
-from proxy.transports.collect import Collector, stream_error
+from proxy.transports.collect import collect, stream_error
 from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
-from proxy.transports.pump import pump
 from proxy.transports.refusal_lines import REQUESTED_AGENT
-from proxy.transports.sse import SSE_HEADERS
+from proxy.transports.sse import stream_sse
 from proxy.transports.wire import encode_json
 
 
@@ -67,55 +65,39 @@ class AnthropicTransport:
     async def _stream(
         self, request: web.Request, parsed: MessagesRequest, stream: Stream
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        try:
-            await response.prepare(request)
-        except BaseException:
-            await stream.aclose()
-            raise
         events = MessageEvents(f"msg_{stream.id}", parsed.model)
         failed = False
-        body = BodyWriter(request, response)
 
-        async def send(event: Event) -> None:
+        def encode(event: Event) -> bytes:
             nonlocal failed
             if isinstance(event, Delta):
-                await body.write(events.text(event.text))
-            elif isinstance(event, Heartbeat):
-                await body.write(PING)
-            elif isinstance(event, Start):
-                await body.write(events.start())
-            elif isinstance(event, Output):
-                if not event.partial:
-                    await body.write(events.text(encode_json(event.data).decode()))
-            elif isinstance(event, Error):
+                return events.text(event.text)
+            if isinstance(event, Heartbeat):
+                return PING
+            if isinstance(event, Start):
+                return events.start()
+            if isinstance(event, Output):
+                return b"" if event.partial else events.text(encode_json(event.data).decode())
+            if isinstance(event, Error):
                 failed = True
-                await body.write(error_event(event))
-            elif isinstance(event, End) and not failed:
+                return error_event(event)
+            if isinstance(event, End) and not failed:
                 # An `end` without `error` that stopped early (shutdown) must not look complete either.
                 early = stream_error(event, None)
-                await body.write(error_event(early) if early is not None else events.finish(event))
+                return error_event(early) if early is not None else events.finish(event)
             # `retry` is invisible (the engine never retries after content here); `tool_call` and
             # `tool_result` stay inside the proxy, which runs the agent's tools itself. Calls of the
             # client's tools come with `end`, as its `tool_calls`.
+            return b""
 
         ctx = stream_context(request, stream.id, stream.runtime.name, "anthropic")
-        end = await pump(stream, send, ctx, self._observer, heartbeat_interval=self._heartbeat)
-        if end is not None:
-            await body.end()
-        return response
+        return await stream_sse(request, stream, ctx, self._observer, self._heartbeat, encode)
 
     async def _complete(
         self, request: web.Request, parsed: MessagesRequest, stream: Stream
     ) -> web.StreamResponse:
-        collected = Collector()
         ctx = stream_context(request, stream.id, stream.runtime.name, "anthropic")
-        end = await pump(stream, collected, ctx, self._observer, heartbeat_interval=None)
-        if end is None:  # pragma: no cover - a collecting send never loses its client
-            return failure_response(
-                Error(stream_id=stream.id, code="cancelled", message="abandoned", retryable=True)
-            )
-        error = stream_error(end, collected.error)
+        end, error = await collect(stream, ctx, self._observer)
         if error is not None:
             return failure_response(error)
         answer = message(f"msg_{stream.id}", parsed.model, end)

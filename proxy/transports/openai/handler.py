@@ -13,7 +13,7 @@ from proxy.errors import RequestError
 from proxy.events import Delta, End, Error, Event, Heartbeat, Output, Start
 from proxy.observability.observer import Observer
 from proxy.transports.body import BodyWriter
-from proxy.transports.collect import Collector, error_status, stream_error
+from proxy.transports.collect import collect, error_status, stream_error
 from proxy.transports.http import ARRIVED_AT, CALLER, read_json_object, stream_context
 from proxy.transports.openai.chunks import DONE, KEEPALIVE, Chunks, completion
 from proxy.transports.openai.errors import error_chunk, openai_error, request_error_response
@@ -100,12 +100,8 @@ class OpenAITransport:
         return response
 
     async def _complete(self, request: web.Request, stream: Stream, created: int) -> web.StreamResponse:
-        collected = Collector()
         ctx = stream_context(request, stream.id, stream.runtime.name, "openai")
-        end = await pump(stream, collected, ctx, self._observer, heartbeat_interval=None)
-        if end is None:  # pragma: no cover - a collecting send never loses its client
-            return openai_error(503, "client_gone", "the request was abandoned")
-        error = stream_error(end, collected.error)
+        end, error = await collect(stream, ctx, self._observer)
         if error is not None:
             status = error_status(error.code)
             return openai_error(status, error.code, error.message, retry_after=1 if status == 503 else None)
