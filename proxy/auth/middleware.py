@@ -45,7 +45,9 @@ TOKEN_ROUTES: Final = frozenset(
     }
 )
 """(method, route) that accept a short-lived token, as `?token=` or as the bearer credential."""
-OPENAI_PATHS: Final = frozenset({"/v1/chat/completions", "/v1/models"})
+OPENAI_PATHS: Final = frozenset(
+    {"/v1/chat/completions", "/v1/models", "/v1/responses", "/v1/responses/{response_id}"}
+)
 """Routes whose errors use OpenAI's shape."""
 ANTHROPIC_PATHS: Final = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 """Routes whose errors use Anthropic's shape."""

@@ -109,6 +109,11 @@ async def test_the_openai_sdk_works_with_the_key_as_api_key(proxy: Proxy) -> Non
         assert caught.value.code == "unauthorized"
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
+        # The Responses door's refusals are OpenAI's shape too: `type` is only in OpenAI's.
+        for call in (client.responses.create(model="a", input="hi"), client.responses.retrieve("resp_1")):
+            with pytest.raises(openai.AuthenticationError) as caught:
+                await call
+            assert (caught.value.code, caught.value.type) == ("unauthorized", "authentication_error")
 
 
 async def test_websocket_upgrade_without_a_credential_is_refused_before_the_upgrade(
