@@ -106,6 +106,8 @@ def test_auth_and_state_come_from_the_environment_with_a_keys_file_secret() -> N
         assert service["secrets"] == ["agent-proxy-keys"]
         assert env["AGENT_PROXY_STATE__BACKEND"] == "redis"
         assert env[env["AGENT_PROXY_STATE__REDIS_URL_ENV"]].startswith("redis://redis:")
+        # One token secret for both replicas: a browser's token must hold on whichever it reaches.
+        assert env[env["AGENT_PROXY_AUTH__TOKEN_SECRET_ENV"]]
 
 
 def test_prometheus_scrapes_both_replicas_with_the_shipped_rules() -> None:

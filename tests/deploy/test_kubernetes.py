@@ -129,6 +129,8 @@ def test_secrets_are_referenced_never_shipped() -> None:
     mount = next(m for m in container["volumeMounts"] if m["name"] == "keys")
     assert env["AGENT_PROXY_AUTH__KEYS_FILE"] == f"{mount['mountPath']}/{keys['items'][0]['path']}"
     assert env["AGENT_PROXY_AUTH__MODE"] == "keys"
+    # The Secret's token secret is the one the proxy signs with (every replica the same).
+    assert env["AGENT_PROXY_AUTH__TOKEN_SECRET_ENV"] == "AGENT_PROXY_TOKEN_SECRET"
     llm = config().upstreams["llm"]
     assert llm.api_key_env in env
 
