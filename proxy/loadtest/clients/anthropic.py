@@ -24,8 +24,7 @@ class AnthropicClient(WireClient):
 
     def __init__(self, config: LoadConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)
-        base = self.base[:-3] if self.base.endswith("/v1") else self.base
-        self.url = f"{base}/v1/messages"
+        self.url = self.api_url("/v1/messages")
         self.headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",

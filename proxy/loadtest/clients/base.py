@@ -96,6 +96,11 @@ class WireClient:
         self.session = session
         self.base = config.url.rstrip("/")
 
+    def api_url(self, path: str) -> str:
+        """`path` (`/v1/...`) on the server, whether `--url` was given with its `/v1` or without."""
+        base = self.base.removesuffix("/v1")
+        return f"{base}{path}"
+
     async def request(self, rec: RequestRecord, prompt: str) -> None:
         raise NotImplementedError
 

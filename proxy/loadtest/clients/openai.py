@@ -19,8 +19,7 @@ class OpenAIClient(WireClient):
 
     def __init__(self, config: LoadConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)
-        base = self.base[:-3] if self.base.endswith("/v1") else self.base
-        self.url = f"{base}/v1/chat/completions"
+        self.url = self.api_url("/v1/chat/completions")
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **config.headers}
 
     async def request(self, rec: RequestRecord, prompt: str) -> None:
